@@ -1,0 +1,3 @@
+from qsse.cli import main
+
+raise SystemExit(main())
