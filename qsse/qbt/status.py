@@ -33,6 +33,8 @@ class InstanceState:
     last_error: str | None = None
     #: Seconds until the next attempt after a failure (the stream-error's retryInSeconds).
     retry_in: float | None = None
+    #: Seconds the last successful poll took (request + merge).
+    sync_duration: float | None = None
 
     @property
     def connected(self) -> bool:
