@@ -126,13 +126,12 @@ class _Table:
             raise _KeyError(self.key(name), f"must be {_kind_name(kind)}, not {_kind_name(type(value))}")
         if check is not None and (problem := check(value)) is not None:
             raise _KeyError(self.key(name), problem)
-        return cast(T, value)
+        return value
 
     def require(self, name: str, kind: type[T], check: Callable[[T], str | None] | None = None) -> T:
         if name not in self.raw:
             raise _KeyError(self.key(name), "is required")
-        sentinel: Any = None
-        return self.get(name, kind, sentinel, check)
+        return self.get(name, kind, cast(T, None), check)
 
     def finish(self) -> None:
         unknown = sorted(set(self.raw) - self.seen)

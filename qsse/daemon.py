@@ -1,0 +1,123 @@
+"""The composition root: build every component without I/O, then run them in one nursery.
+
+Theory of operation (shutdown)
+------------------------------
+SIGTERM/SIGINT set ``stopping``. That is hypercorn's shutdown trigger (it stops accepting),
+and from that moment the whole tree has ``server.shutdown_timeout`` seconds: the stream
+manager answers new requests with 503 and ends its sessions first (so hypercorn's graceful
+wait never has to cut an endless SSE response), then the root scope is cancelled, which stops
+groups, heartbeats and sync loops mid-request. A second signal cancels at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from functools import partial
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from qsse.config import Config
+from qsse.qbt.client import QbtClient
+from qsse.qbt.sync import ClientFactory, InstanceSupervisor
+from qsse.web.app import create_app
+from qsse.web.metrics import Sample
+
+log = logging.getLogger(__name__)
+
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
+]
+
+
+class Daemon:
+    def __init__(self, config: Config, *, client_factory: ClientFactory = QbtClient) -> None:
+        self.config = config
+        self.supervisor = InstanceSupervisor(config.instances, config.sync, client_factory)
+        self.app = create_app(self)
+        self.stopping = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until a signal or :meth:`stop`; started() with the bound addresses.
+
+        Returns: after a complete shutdown, within ``server.shutdown_timeout`` of the trigger.
+        """
+        async with trio.open_nursery() as root:
+            root.start_soon(self._watch_signals, root.cancel_scope, name="signals")
+            await root.start(self.supervisor.run)
+            bound: list[str] = await root.start(
+                partial(serve, self._asgi(), self._hypercorn_config(), shutdown_trigger=self.stopping.wait)
+            )
+            log.info("listening on %s", ", ".join(bound))
+            task_status.started(bound)
+            await self.stopping.wait()
+            log.info("shutting down (deadline %.0fs)", self.config.server.shutdown_timeout)
+            root.cancel_scope.deadline = trio.current_time() + self.config.server.shutdown_timeout
+            await self._end_sessions()
+            root.cancel_scope.cancel()
+        log.info("stopped")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def _end_sessions(self) -> None:
+        """Hook for the stream manager: end SSE sessions so hypercorn's graceful wait is short."""
+
+    async def _watch_signals(self, root_scope: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if self.stopping.is_set():
+                    log.warning("second %s: stopping now", signal.Signals(signum).name)
+                    root_scope.cancel()
+                    return
+                log.info("%s received", signal.Signals(signum).name)
+                self.stop()
+
+    def _hypercorn_config(self) -> HypercornConfig:
+        cfg = HypercornConfig()
+        cfg.bind = [self.config.server.listen]
+        cfg.graceful_timeout = self.config.server.shutdown_timeout
+        cfg.accesslog = None
+        cfg.errorlog = logging.getLogger("qsse.http")
+        return cfg
+
+    def _asgi(self) -> ASGIApp:
+        base = self.config.server.base_path
+        app: ASGIApp = self.app
+        if not base:
+            return app
+
+        async def strip_base_path(
+            scope: MutableMapping[str, Any],
+            receive: Callable[[], Awaitable[Any]],
+            send: Callable[[Any], Awaitable[None]],
+        ) -> None:
+            # nginx may forward /qsse/stream as is; routes are registered without the prefix.
+            path = scope.get("path", "")
+            if scope["type"] in ("http", "websocket") and (path == base or path.startswith(base + "/")):
+                scope = {**scope, "path": path[len(base) :] or "/", "root_path": base}
+            await app(scope, receive, send)
+
+        return strip_base_path
+
+    def metric_samples(self) -> Iterator[Sample]:
+        stats = self.supervisor.statistics()
+        yield Sample("qsse_active_sync_loops", stats.active_loops, "Sync loops running now")
+        yield Sample("qsse_sync_errors_total", stats.sync_errors, "Failed sync polls", "counter")
+        yield Sample("qsse_sync_events_dropped_total", stats.events_dropped, "Sync events lost by slow listeners",
+                     "counter")
+        for state in self.supervisor.states():
+            labels = (("instance", str(state.instance_id)), ("name", state.name))
+            yield Sample("qsse_instance_up", 1.0 if state.connected else 0.0, "Last sync succeeded", labels=labels)
+            yield Sample("qsse_instance_torrents", len(state.data.torrents), "Torrents in the merged state",
+                         labels=labels)
+            if state.last_success is not None:
+                yield Sample("qsse_instance_last_success_timestamp_seconds", state.last_success,
+                             "Unix time of the last successful sync", labels=labels)
+            if state.sync_duration is not None:
+                yield Sample("qsse_instance_sync_duration_seconds", state.sync_duration,
+                             "Duration of the last successful poll", labels=labels)
