@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testbed import QbtFactory, QbtInstance, TestbedError, launch_instance
+from testbed import QbtFactory, QbtInstance, launch_instance, stop_all
 
 QBT_FIXTURES = frozenset({"qbt_pair", "qbt_factory"})
 
@@ -67,21 +67,10 @@ def qbt_pair() -> Iterator[tuple[QbtInstance, QbtInstance]]:
             inst.wait_for_torrents(inst.added)
         yield a, b
     finally:
-        errors = _stop_all(instances)
-        shutil.rmtree(root, ignore_errors=True)
-        if errors:
-            raise errors[0]
-
-
-def _stop_all(instances: list[QbtInstance]) -> list[BaseException]:
-    errors: list[BaseException] = []
-    for inst in instances:
         try:
-            inst.stop()
-        except (TestbedError, OSError) as exc:
-            errors.append(exc)
-            inst.kill()
-    return errors
+            stop_all(instances)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -213,6 +213,7 @@ class QbtInstance:
     added: dict[str, AddedTorrent] = field(init=False, default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = field(init=False, default=None, repr=False)
     _setup: httpx2.Client | None = field(init=False, default=None, repr=False)
+    _terminating: bool = field(init=False, default=False, repr=False)
     _next_index: int = field(init=False, default=0, repr=False)
 
     def __post_init__(self) -> None:
@@ -326,15 +327,24 @@ class QbtInstance:
             self.stop()
             raise
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM, wait, SIGKILL if needed; always reaps. A stopped instance is left alone."""
+    def terminate(self) -> None:
+        """Send SIGTERM without waiting, so several instances can shut down in parallel; :meth:`stop` reaps."""
         self._close_setup()
+        # Only once: qBittorrent's handler resets to SIG_DFL, so a second SIGTERM would kill it mid-shutdown.
+        if self._proc is not None and self._proc.poll() is None and not self._terminating:
+            self._proc.send_signal(signal.SIGTERM)
+            self._terminating = True
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM, wait, SIGKILL if needed; always reaps. A stopped instance is left alone.
+
+        Right after many adds, a clean exit takes a second or two (resume data is flushed).
+        """
+        self.terminate()
         proc = self._proc
         if proc is None:
             return
         if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -358,6 +368,7 @@ class QbtInstance:
         if self._proc is not None and self._proc.poll() is not None:
             _LIVE.pop(self._proc.pid, None)
             self._proc = None
+            self._terminating = False
 
     def _check_alive(self) -> None:
         if self._proc is None or self._proc.poll() is not None:
@@ -544,6 +555,22 @@ def launch_instance(root: Path, *, name: str, username: str, password: str, **op
     raise AssertionError("unreachable")
 
 
+def stop_all(instances: Iterable[QbtInstance]) -> None:
+    """Stop every instance, in parallel; one failing to stop cleanly is killed and does not spare the others."""
+    instances = list(instances)
+    errors: list[Exception] = []
+    for inst in instances:
+        inst.terminate()
+    for inst in instances:
+        try:
+            inst.stop()
+        except Exception as exc:  # keep stopping the others; report after
+            errors.append(exc)
+            inst.kill()
+    if errors:
+        raise errors[0]
+
+
 class QbtFactory:
     """Starts fresh instances under one directory and stops all of them on close, whatever happened."""
 
@@ -568,15 +595,7 @@ class QbtFactory:
         return inst
 
     def close(self) -> None:
-        errors: list[BaseException] = []
-        for inst in self.instances:
-            try:
-                inst.stop()
-            except BaseException as exc:  # keep stopping the others; report after
-                errors.append(exc)
-                inst.kill()
-        if errors:
-            raise errors[0]
+        stop_all(self.instances)
 
     def __enter__(self) -> Self:
         return self
