@@ -29,9 +29,10 @@ from qsse.web.metrics import Sample
 
 log = logging.getLogger(__name__)
 
-ASGIApp = Callable[
-    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
-]
+ASGIReceive = Callable[[], Awaitable[Any]]
+ASGISend = Callable[[Any], Awaitable[None]]
+#: hypercorn's ASGI framework type is a union of precise callables; ours are plain ASGI 3 apps.
+ASGIApp = Any
 
 
 class Daemon:
@@ -91,11 +92,7 @@ class Daemon:
         if not base:
             return app
 
-        async def strip_base_path(
-            scope: MutableMapping[str, Any],
-            receive: Callable[[], Awaitable[Any]],
-            send: Callable[[Any], Awaitable[None]],
-        ) -> None:
+        async def strip_base_path(scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
             # nginx may forward /qsse/stream as is; routes are registered without the prefix.
             path = scope.get("path", "")
             if scope["type"] in ("http", "websocket") and (path == base or path.startswith(base + "/")):

@@ -48,6 +48,7 @@ class QbtClient:
             transport=transport,
         )
         self.app_info: AppInfo | None = None
+        self._authenticated = False
 
     async def __aenter__(self) -> Self:
         return self
@@ -62,11 +63,12 @@ class QbtClient:
 
     @property
     def logged_in(self) -> bool:
-        return self.app_info is not None
+        return self._authenticated and self.app_info is not None
 
     async def login(self) -> AppInfo:
         """Log in and read the versions. Raises UpstreamAuthError/UpstreamBanned on refusal."""
         self.app_info = None
+        self._authenticated = False
         self._http.cookies.clear()
         response = await self._send(
             "POST", "auth/login", data={"username": self.cfg.username, "password": self.cfg.password}
@@ -78,8 +80,9 @@ class QbtClient:
             raise UpstreamAuthError(f"qBittorrent refused the credentials of user {self.cfg.username!r}")
         if not response.is_success:
             raise UpstreamProtocolError(f"login answered HTTP {response.status_code}: {body[:200]}")
-        version = await self._get_text("app/version")
-        webapi = await self._get_text("app/webapiVersion")
+        self._authenticated = True
+        version = (await self._get("app/version", relogin=False)).text.strip()
+        webapi = (await self._get("app/webapiVersion", relogin=False)).text.strip()
         self.app_info = AppInfo(version=version, webapi_version=webapi)
         return self.app_info
 
@@ -87,14 +90,11 @@ class QbtClient:
         """The raw ``sync/maindata`` body for ``rid`` (decompressed, not parsed)."""
         return (await self._get("sync/maindata", params={"rid": rid})).content
 
-    async def _get_text(self, path: str) -> str:
-        return (await self._get(path)).text.strip()
-
-    async def _get(self, path: str, params: dict[str, int] | None = None) -> httpx2.Response:
-        if not self.logged_in:
+    async def _get(self, path: str, params: dict[str, int] | None = None, *, relogin: bool = True) -> httpx2.Response:
+        if not self._authenticated:
             await self.login()
         response = await self._send("GET", path, params=params)
-        if response.status_code == 403:
+        if response.status_code == 403 and relogin:
             # The SID expired or qBittorrent restarted: log in again once, transparently.
             await self.login()
             response = await self._send("GET", path, params=params)
