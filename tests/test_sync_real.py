@@ -51,8 +51,13 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[float, ...]]
     yield schedule
 
 
-async def wait_for(events: trio.MemoryReceiveChannel[SyncEvent], kind: type, timeout: float = 20) -> Any:
-    with trio.fail_after(timeout):
+#: Caps on waits for real processes: generous, since the machine is shared.
+EVENT_DEADLINE = 30.0
+CONVERGE_DEADLINE = 15.0
+
+
+async def wait_for(events: trio.MemoryReceiveChannel[SyncEvent], kind: type) -> Any:
+    with trio.fail_after(EVENT_DEADLINE):
         async for ev in events:
             if isinstance(ev, kind):
                 return ev
@@ -60,10 +65,10 @@ async def wait_for(events: trio.MemoryReceiveChannel[SyncEvent], kind: type, tim
 
 
 async def assert_converges(sup: InstanceSupervisor, events: trio.MemoryReceiveChannel[SyncEvent],
-                           inst: QbtInstance, timeout: float = 15) -> None:
+                           inst: QbtInstance) -> None:
     """The merged state equals a fresh rid=0 fetch, once the loop has seen what the fetch saw."""
     last: tuple[dict[str, Any], dict[str, Any]] | None = None
-    with trio.move_on_after(timeout):
+    with trio.move_on_after(CONVERGE_DEADLINE):
         while True:
             fresh = comparable(inst.maindata_full())
             await wait_for(events, SyncSucceeded)
@@ -174,7 +179,7 @@ async def test_instance_stopped_then_back(qbt_factory: QbtFactory, fast_backoff:
         assert failures[0].state.last_success is not None
         assert failures[0].state.last_success >= first.state.last_success
         inst.start()
-        recovered = await wait_for(events, SyncSucceeded, timeout=30)
+        recovered = await wait_for(events, SyncSucceeded)
         # a restarted qBittorrent forgot our session: re-login and a full resync
         assert recovered.diff.full_update and recovered.previous_health is Health.DOWN
         assert comparable(sup.state(1).data) == comparable(inst.maindata_full())
