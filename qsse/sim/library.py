@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ _WORDS: Final = (
     "lantern", "meadow", "nebula", "orbit", "prairie", "quartz", "river", "summit", "tundra", "umbra",
     "valley", "willow", "xenon", "yonder", "zephyr", "night", "shadow", "crystal", "iron", "silver", "storm",
 )  # fmt: skip
+_ESCAPE: Final = re.compile(r"%[0-9A-F]{2}")
 _DISTROS: Final = ("debian", "ubuntu", "fedora", "archlinux", "linuxmint", "opensuse", "alpine", "rocky")
 
 
@@ -239,9 +241,10 @@ class Library:
         self._bump()
         if category:
             self._ensure_category(category)
-        tag_set = {t for t in (s.strip() for s in tags) if t}
-        for tag in tag_set:
+        ordered = [t for t in (s.strip() for s in tags) if t]
+        for tag in ordered:
             self._tags.setdefault(tag, None)
+        tag_set = set(ordered)
         self._insert(
             infohash=infohash,
             name=name,
@@ -345,9 +348,10 @@ class Library:
 
     def add_tags(self, hashes: Iterable[str], tags: Iterable[str]) -> None:
         self._bump()
-        new = {t.strip() for t in tags if t.strip()}
-        for tag in new:
+        ordered = [t.strip() for t in tags if t.strip()]
+        for tag in ordered:
             self._tags.setdefault(tag, None)
+        new = set(ordered)
         for t in self._pick(hashes):
             if not new <= t.tags:
                 t.tags |= new
@@ -450,8 +454,8 @@ class Library:
         save = save_path or DEFAULT_SAVE_PATH
         complete = progress >= 1.0
         completed = size if complete else int(size * progress)
-        magnet = f"magnet:?xt=urn:btih:{infohash}&dn={quote(name, safe='')}" + "".join(
-            f"&tr={quote(url, safe='').lower()}" for url in trackers
+        magnet = f"magnet:?xt=urn:btih:{infohash}&dn={_escape(name)}" + "".join(
+            f"&tr={_escape(url)}" for url in trackers
         )
         priority = 0
         if not complete:
@@ -580,9 +584,10 @@ class Library:
         if tags is None:
             tag_set = set(rng.sample(_TAGS, rng.choice((0, 0, 1, 1, 2, 3))))
         else:
+            for tag in tags:
+                if tag:
+                    self._tags.setdefault(tag, None)
             tag_set = {t for t in tags if t}
-            for tag in tag_set:
-                self._tags.setdefault(tag, None)
         trackers = rng.sample(_TRACKERS, rng.choice((0, 1, 1, 2, 3)))
         roll = rng.random()
         if initial:
@@ -794,6 +799,11 @@ def _initial_server_state() -> dict[str, Any]:
         "use_alt_speed_limits": False,
         "write_cache_overload": "0",
     }
+
+
+def _escape(text: str) -> str:
+    # libtorrent's magnet links escape with lowercase hex digits.
+    return _ESCAPE.sub(lambda m: m.group().lower(), quote(text, safe=""))
 
 
 def _join_tags(tags: Iterable[str]) -> str:
