@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quart import Response, jsonify
+from quart import Response, jsonify, send_from_directory
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -16,8 +17,11 @@ if TYPE_CHECKING:
     from qsse.daemon import Daemon
 
 
+STATIC = Path(__file__).parent / "static"
+
+
 def create_app(daemon: Daemon) -> QuartTrio:
-    app = QuartTrio("qsse")
+    app = QuartTrio("qsse", static_folder=None)
     # SSE responses live as long as the client stays; the daemon ends them at shutdown.
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["BODY_TIMEOUT"] = 30
@@ -32,6 +36,16 @@ def create_app(daemon: Daemon) -> QuartTrio:
     async def metrics() -> Response:
         body = render_metrics(daemon.metric_samples())
         return Response(body, content_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # The dashboard: static files shipped in the package; it uses relative URLs, so it works
+    # under server.base_path too.
+    @app.get("/")
+    async def dashboard() -> Response:
+        return await send_from_directory(STATIC, "index.html")
+
+    @app.get("/static/<path:name>")
+    async def static_file(name: str) -> Response:
+        return await send_from_directory(STATIC, name)
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> tuple[Response, int]:
