@@ -252,22 +252,27 @@ def test_fixture_teardown_stops_instances_of_a_failed_test(tmp_path: Path) -> No
         assert not Path(profile).exists()  # the fixture removes its scratch dirs
 
 
-def test_atexit_kills_what_a_crashed_run_left() -> None:
+@pytest.mark.parametrize(
+    ("death", "returncode"),
+    [("raise SystemExit(3)", 3), ("os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)", -signal.SIGTERM)],
+    ids=["exit", "sigterm"],
+)
+def test_a_dying_run_leaves_no_instance(death: str, returncode: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="qbt-"))
     script = textwrap.dedent(
         f"""
-        import sys
+        import os, signal, sys, time
         from pathlib import Path
         sys.path.insert(0, {str(TESTS_DIR)!r})
         from testbed import QbtFactory
         inst = QbtFactory(Path({str(root)!r}))()
         print(inst.profile, inst.pid, flush=True)
-        raise SystemExit(3)  # no stop(): only the atexit hook can clean up
+        {death}  # no stop(): only the atexit / SIGTERM hooks can clean up
         """
     )
     try:
         crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-        assert crashed.returncode == 3, crashed.stderr
+        assert crashed.returncode == returncode, crashed.stderr
         profile, pid = crashed.stdout.split()
         assert Path(profile).is_dir()
         _assert_gone(int(pid), Path(profile))

@@ -30,6 +30,7 @@ import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -180,6 +181,18 @@ def _kill_leftovers() -> None:
     _LIVE.clear()
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    # Python's default SIGTERM death skips atexit, and CI timeouts send SIGTERM: clean up, then die the default way.
+    _kill_leftovers()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _guard_sigterm() -> None:
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -297,6 +310,7 @@ class QbtInstance:
                 start_new_session=True,  # terminal signals (Ctrl-C) go to pytest, which then stops us cleanly
             )
         _LIVE[self._proc.pid] = self._proc
+        _guard_sigterm()
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Block until the WebUI answers, a login works and every stored torrent has been loaded."""
@@ -536,10 +550,14 @@ def launch_instance(root: Path, *, name: str, username: str, password: str, **op
     """Create a profile under ``root`` and start an instance on fresh ports, retrying if a port was stolen."""
     for attempt in range(3):
         profile = root / f"{name}-{attempt}" if attempt else root / name
+        port = free_port()
+        bt_port = free_port()
+        while bt_port == port:
+            bt_port = free_port()
         inst = QbtInstance(
             name=name,
-            port=free_port(),
-            bt_port=free_port(),
+            port=port,
+            bt_port=bt_port,
             username=username,
             password=password,
             profile=profile,
@@ -606,9 +624,9 @@ class QbtFactory:
         self.close()
 
 
-def processes_using(profile: Path) -> list[int]:
-    """Pids of live processes whose command line names this profile (to prove nothing was left behind)."""
-    needle = f"--profile={profile}".encode()
+def processes_using(path: Path) -> list[int]:
+    """Pids of live processes using this profile, or a profile below this directory (to prove nothing was left)."""
+    flag = f"--profile={path}".encode()
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -617,6 +635,7 @@ def processes_using(profile: Path) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if needle in argv:  # zombies have an empty cmdline; unreaped children are caught via ``pid`` instead
+        # Zombies have an empty cmdline; unreaped children are caught by checking their pid instead.
+        if any(arg == flag or arg.startswith(flag + b"/") for arg in argv):
             pids.append(int(entry.name))
     return pids
