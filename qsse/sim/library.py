@@ -150,10 +150,12 @@ class Library:
         self._ul_total = 0
         self._server_state = _initial_server_state()
         self._paused_word = "paused" if self.dialect == "4" else "stopped"
-        for name in _CATEGORIES:
-            self._categories[name] = {"name": name, "savePath": self._category_path(name)}
-        for tag in _TAGS:
-            self._tags[tag] = None
+        if torrents:
+            # An empty library is a fresh qBittorrent: no categories, no tags.
+            for name in _CATEGORIES:
+                self._categories[name] = {"name": name, "savePath": self._category_path(name)}
+            for tag in _TAGS:
+                self._tags[tag] = None
         for _ in range(torrents):
             self._add_generated(initial=True)
         self._refresh_server_state()
@@ -802,8 +804,8 @@ def _initial_server_state() -> dict[str, Any]:
 
 
 def _escape(text: str) -> str:
-    # libtorrent's magnet links escape with lowercase hex digits.
-    return _ESCAPE.sub(lambda m: m.group().lower(), quote(text, safe=""))
+    # As libtorrent's escape_string: "-_!.~*()" and alphanumerics stay, the rest is %-escaped in lowercase hex.
+    return _ESCAPE.sub(lambda m: m.group().lower(), quote(text, safe="!*()"))
 
 
 def _join_tags(tags: Iterable[str]) -> str:
