@@ -128,10 +128,11 @@ def test_tests_using_the_bed_are_marked(
 
 
 def test_stop_and_restart_keep_torrents_and_drop_sessions(qbt_factory: QbtFactory) -> None:
-    inst = qbt_factory(torrents=5)
-    added = set(inst.added)
+    inst = qbt_factory()
     with inst.client() as old:
         assert old.get("/api/v2/app/version").status_code == 200
+        # Enough torrents that qBittorrent is still writing resume data when the restart begins.
+        added = set(inst.add_torrents(300))
         first_pid = inst.pid
         inst.restart()
         assert inst.running and inst.pid != first_pid
