@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from testbed import QbtFactory, QbtInstance, launch_instance, stop_all
+from testbed import QbtFactory, QbtInstance, launch_instance, scratch_dir, stop_all
 
 QBT_FIXTURES = frozenset({"qbt_pair", "qbt_factory"})
 
@@ -51,8 +49,7 @@ def qbt_pair() -> Iterator[tuple[QbtInstance, QbtInstance]]:
     Failed logins never ban here (``max_auth_fail_count=0``), so one test's bad password cannot lock out the rest.
     What was added is in ``inst.added``.
     """
-    # Short paths: the profile's IPC socket must fit in sun_path (108 bytes), which pytest's tmp_path may not.
-    root = Path(tempfile.mkdtemp(prefix="qbt-pair-"))
+    root = scratch_dir("qbt-pair-")
     instances: list[QbtInstance] = []
     try:
         for name, (user, pw) in zip(("a", "b"), PAIR_CREDENTIALS, strict=True):
@@ -80,7 +77,7 @@ def qbt_factory() -> Iterator[QbtFactory]:
     ``kwargs`` go to :class:`testbed.QbtInstance` (``name``, ``username``, ``password``, ``max_auth_fail_count``,
     ``ban_duration``, ``session_timeout``, ``refresh_interval_ms``, ``extra_conf``).
     """
-    root = Path(tempfile.mkdtemp(prefix="qbt-"))
+    root = scratch_dir()
     try:
         with QbtFactory(root) as factory:
             yield factory

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from conftest import CATEGORIES, INVALID_TRACKER, LOOPBACK_TRACKER, PAIR_CREDENTIALS, TAGS
-from testbed import QbtFactory, QbtInstance, bencode, info_hash, make_torrent, processes_using
+from testbed import QbtFactory, QbtInstance, bencode, info_hash, make_torrent, processes_using, scratch_dir
 
 TESTS_DIR = Path(__file__).parent
 
@@ -201,7 +200,7 @@ def test_factory_gives_unique_instances(qbt_factory: QbtFactory) -> None:
 
 
 def test_factory_stops_everything_even_when_the_body_fails() -> None:
-    root = Path(tempfile.mkdtemp(prefix="qbt-"))
+    root = scratch_dir()
     try:
         with pytest.raises(RuntimeError, match="boom"), QbtFactory(root) as factory:
             factory(torrents=2)
@@ -259,7 +258,7 @@ def test_fixture_teardown_stops_instances_of_a_failed_test(tmp_path: Path) -> No
     ids=["exit", "sigterm"],
 )
 def test_a_dying_run_leaves_no_instance(death: str, returncode: int) -> None:
-    root = Path(tempfile.mkdtemp(prefix="qbt-"))
+    root = scratch_dir()
     script = textwrap.dedent(
         f"""
         import os, signal, sys, time
