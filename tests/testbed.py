@@ -16,7 +16,8 @@ Facts it relies on were measured on qBittorrent 4.5.2 (see docs/qbittorrent-test
 * Free ports are picked by binding port 0. Another process can grab one between our probe and qBittorrent's bind;
   the WebUI then fails with rc 1, which :func:`launch_instance` detects and retries with new ports.
 
-Every started process is registered; an ``atexit`` hook kills what a crashed run left running.
+Every started process is registered; an ``atexit`` hook, and a SIGTERM handler when nobody else installed one,
+kill what a crashed or timed-out run left running.
 """
 
 from __future__ import annotations
@@ -239,7 +240,7 @@ class QbtInstance:
     extra_conf: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     url: str = field(init=False)
     #: Every torrent :meth:`add_torrents` added, by info-hash.
-    added: dict[str, AddedTorrent] = field(init=False, default_factory=dict)
+    added: dict[str, AddedTorrent] = field(init=False, default_factory=dict, repr=False)
     _proc: subprocess.Popen[bytes] | None = field(init=False, default=None, repr=False)
     _setup: httpx2.Client | None = field(init=False, default=None, repr=False)
     _terminating: bool = field(init=False, default=False, repr=False)
