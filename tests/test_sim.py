@@ -125,6 +125,16 @@ async def test_sessions_expire_after_idle_timeout(sim: SimulatedQbt, mock_clock:
         assert (await client.get("/app/version")).status_code == 403
 
 
+async def test_idle_sessions_are_dropped_at_the_next_login(
+    sim: SimulatedQbt, mock_clock: trio.testing.MockClock
+) -> None:
+    async with _client(sim), _client(sim):
+        assert sim.statistics().sessions == 2
+        mock_clock.jump(601)
+        async with _client(sim):
+            assert sim.statistics().sessions == 1
+
+
 # ---------------------------------------------------------------------------- maindata
 
 

@@ -84,17 +84,22 @@ def test_tick_changes_about_change_fraction_of_rows() -> None:
 
 
 def test_tick_makes_progress_and_completes_torrents() -> None:
-    lib = Library(torrents=300, seed=5, change_fraction=0.5)
+    lib = Library(torrents=300, seed=5, change_fraction=0.5, add_remove_rate=0.2)
+    start = lib.now
     before = {h: r["progress"] for h, r in lib.rows().items()}
-    done_before = sum(p >= 1 for p in before.values())
     for _ in range(400):
         lib.tick(60.0)
     after = lib.rows()
     advanced = [h for h, p in before.items() if h in after and after[h]["progress"] > p]
     assert advanced
-    assert sum(r["progress"] >= 1 for r in after.values()) > done_before
-    assert any(r["completion_on"] > 0 and r["state"] in ("uploading", "stalledUP", "pausedUP") for r in after.values())
+    completed = [h for h in advanced if after[h]["progress"] == 1]
+    assert completed
+    for h in completed:
+        row = after[h]
+        assert row["completion_on"] >= start and row["amount_left"] == 0 and row["priority"] == 0
+        assert row["state"] in ("uploading", "stalledUP", "pausedUP")
     assert set(after) != set(before), "additions and removals happen"
+    assert 250 <= len(after) <= 350
     assert lib.server_state["dl_info_data"] > 0
 
 

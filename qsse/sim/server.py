@@ -109,6 +109,7 @@ class SimulatedQbt:
         password: str = "adminadmin",
         tick_interval: float = 1.0,
         change_fraction: float = 0.01,
+        add_remove_rate: float | None = None,
         now: float | None = None,
         max_auth_fail_count: int = 5,
         ban_duration: float = 3600.0,
@@ -117,7 +118,14 @@ class SimulatedQbt:
         if dialect not in VERSIONS:
             raise ValueError(f"dialect must be '4' or '5', not {dialect!r}")
         kwargs: dict[str, Any] = {} if now is None else {"now": now}
-        self.library = Library(torrents=torrents, dialect=dialect, seed=seed, change_fraction=change_fraction, **kwargs)
+        self.library = Library(
+            torrents=torrents,
+            dialect=dialect,
+            seed=seed,
+            change_fraction=change_fraction,
+            add_remove_rate=add_remove_rate,
+            **kwargs,
+        )
         self.dialect: Dialect = self.library.dialect
         self.username = username
         self.password = password
@@ -300,6 +308,12 @@ class SimulatedQbt:
         self._sessions[sid] = now
         return True
 
+    def _expire_sessions(self, now: float) -> None:
+        # Pollers that log in every cycle and never log out would otherwise pile up sessions (and snapshots).
+        for sid, last_used in list(self._sessions.items()):
+            if now - last_used > self.session_timeout:
+                self._drop_session(sid)
+
     def _drop_session(self, sid: str) -> None:
         self._sessions.pop(sid, None)
         self._sync.drop_session(sid)
@@ -349,6 +363,7 @@ class SimulatedQbt:
         form = request.form
         if form.get("username") == self.username and form.get("password") == self.password:
             self._failed_logins.pop(request.peer, None)
+            self._expire_sessions(now)
             sid = base64.b64encode(secrets.token_bytes(24)).decode()
             self._sessions[sid] = now
             return _Response(200, b"Ok.", headers=[("set-cookie", f"SID={sid}; HttpOnly; path=/")])
