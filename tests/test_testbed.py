@@ -199,6 +199,7 @@ def test_factory_gives_unique_instances(qbt_factory: QbtFactory) -> None:
 # -- nothing is left behind
 
 
+@pytest.mark.qbt  # starts qbittorrent-nox without the fixtures
 def test_factory_stops_everything_even_when_the_body_fails() -> None:
     root = scratch_dir()
     try:
@@ -215,6 +216,7 @@ def test_factory_stops_everything_even_when_the_body_fails() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.qbt  # starts qbittorrent-nox without the fixtures
 def test_fixture_teardown_stops_instances_of_a_failed_test(tmp_path: Path) -> None:
     """Runs a deliberately failing test that uses ``qbt_factory`` in a separate pytest, then looks for leftovers."""
     for name in ("conftest.py", "testbed.py"):
@@ -252,6 +254,7 @@ def test_fixture_teardown_stops_instances_of_a_failed_test(tmp_path: Path) -> No
         assert not Path(profile).exists()  # the fixture removes its scratch dirs
 
 
+@pytest.mark.qbt  # starts qbittorrent-nox without the fixtures
 @pytest.mark.parametrize(
     ("death", "returncode"),
     [("raise SystemExit(3)", 3), ("os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)", -signal.SIGTERM)],
