@@ -1,0 +1,103 @@
+"""HTTP adapter of the stream manager: ``GET /stream`` (and ``/api/stream``), ``POST /api/activity``.
+
+No stream logic lives here. The response body is :class:`_SessionBody`, a Quart ``ResponseBody``
+(an async context manager) delegating to :meth:`StreamManager.open_session`: the session's task
+lives in the manager's nursery and the body only receives bytes from a channel, so nothing
+yields across a cancel scope or a nursery (style habit 9), and leaving the body — client gone,
+Quart cancelled — unregisters the session at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from types import TracebackType
+from typing import Any
+
+import trio
+from quart import Response, jsonify, request
+from quart.wrappers.response import ResponseBody
+from quart_trio import QuartTrio
+
+from qsse.stream.manager import SessionStream, StreamManager, StreamRequestError
+from qsse.stream.sse import accepts_gzip
+
+MAX_ACTIVITY_KIND = 128
+MAX_RESOURCE_ID = 1024
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+class _SessionBody(ResponseBody):
+    def __init__(self, stream: SessionStream) -> None:
+        self._stream = stream
+
+    async def __aenter__(self) -> trio.MemoryReceiveChannel[bytes]:
+        return await self._stream.__aenter__()
+
+    async def __aexit__(self, exc_type: type, exc_value: BaseException, tb: TracebackType) -> None:
+        await self._stream.__aexit__(exc_type, exc_value, tb)
+
+
+def _error(status: int, message: str, field: str | None = None) -> Response:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def _is_loopback(address: str | None) -> bool:
+    if not address:
+        return False
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def register_stream_routes(app: QuartTrio, manager: StreamManager) -> None:
+    async def stream() -> Response:
+        try:
+            batch = manager.prepare_batch(request.args.get("streams"), request.args.get("activity") == "1")
+        except StreamRequestError as exc:
+            return _error(exc.status, exc.message, exc.field)
+        gzip = accepts_gzip(request.headers.getlist("Accept-Encoding"))
+        response = Response(_SessionBody(manager.open_session(batch, gzip=gzip)), status=200, headers=SSE_HEADERS)
+        if gzip:
+            response.headers["Content-Encoding"] = "gzip"
+        response.headers["Vary"] = "Accept-Encoding"
+        # The response lasts as long as the client stays; the manager ends it at shutdown.
+        response.timeout = None
+        return response
+
+    async def post_activity() -> Response:
+        if manager.stopping:
+            return _error(503, "server is shutting down")
+        if not _is_loopback(request.remote_addr):
+            return _error(403, "activity may only be published from this host")
+        payload = await request.get_json(force=True, silent=True)
+        if not isinstance(payload, dict):
+            return _error(400, "invalid activity payload", "body")
+        kind = payload.get("kind")
+        if not isinstance(kind, str) or not kind.strip() or len(kind) > MAX_ACTIVITY_KIND:
+            return _error(400, "invalid activity kind", "kind")
+        instance_id = payload.get("instanceId")
+        if instance_id is not None and (not isinstance(instance_id, int) or isinstance(instance_id, bool)
+                                        or instance_id <= 0):
+            return _error(400, "invalid instance id", "instanceId")
+        resource_id = payload.get("resourceId")
+        if resource_id is not None and (not isinstance(resource_id, str) or len(resource_id) > MAX_RESOURCE_ID):
+            return _error(400, "invalid resource id", "resourceId")
+        delivered = manager.publish_activity(kind.strip(), instance_id, resource_id)
+        response = jsonify({"delivered": delivered})
+        response.status_code = 202
+        return response
+
+    app.add_url_rule("/stream", "stream", stream, methods=["GET"])
+    app.add_url_rule("/api/stream", "api_stream", stream, methods=["GET"])
+    app.add_url_rule("/api/activity", "api_activity", post_activity, methods=["POST"])
