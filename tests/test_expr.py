@@ -7,6 +7,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -410,6 +411,8 @@ REJECTIONS: list[tuple[str, str, int]] = [
     ("Tags[0] == 'x'", "indexing is not supported at column 5", 5),
     ("__class__ == 1", "invalid field name '__class__' at column 1: names start with a letter", 1),
     ("_private", "invalid field name '_private' at column 1: names start with a letter", 1),
+    ("ForceStart == True", "'True' at column 15 is not a field; did you mean 'true'?", 15),
+    ("Category == None", "'None' at column 13 is not a field; did you mean 'null'?", 13),
     # static kinds
     ("Ratio + 1", "the expression must be a condition, not a number, at column 1", 1),
     ("'abc'", "the expression must be a condition, not a string, at column 1", 1),
@@ -834,3 +837,31 @@ def test_reference_renderer_keeps_precedence() -> None:
     grouped = N("arith", ("*", N("arith", ("+", one, two)), two))
     assert render(grouped)[0] == "(1 + 2) * 2"
     assert not math.isnan(float(render(one)[0]))
+
+
+# --- docs/expr.md stays true ----------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "expr.md"
+
+
+def doc_blocks() -> list[list[str]]:
+    blocks = re.findall(r"```text\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.DOTALL)
+    return [block.strip().splitlines() for block in blocks]
+
+
+def test_doc_examples_compile() -> None:
+    examples = doc_blocks()[0]
+    assert examples
+    for text in examples:
+        compile_expr(text)
+
+
+def test_doc_error_table_is_accurate() -> None:
+    lines = doc_blocks()[-1]
+    assert len(lines) >= 5
+    for line in lines:
+        text, message = re.split(r"\s{2,}", line, maxsplit=1)
+        with pytest.raises(ExprError) as info:
+            compile_expr(text)
+        shown = message.split("…")[0]  # the docs shorten long messages with an ellipsis
+        assert info.value.message.startswith(shown), line

@@ -152,12 +152,16 @@ def field_key(name: str) -> str:
 
     Names without capitals are used as they are, so snake_case row keys work directly.
     """
-    if name.islower() or not any(c.isupper() for c in name):
+    if not any(c.isupper() for c in name):
         return name
     special = _FIELD_EXCEPTIONS.get(name.lower())
     if special is not None:
         return special
     return _CAMEL_BOUNDARY.sub("_", name).lower()
+
+
+#: Keywords (and Python's None) in another case: refused as field names rather than read as null.
+_MISCASED_WORDS: Final = frozenset({"true", "false", "null", "nil", "none", "and", "or", "not", "in", "now"})
 
 
 # --- literals ----------------------------------------------------------------------------------
@@ -298,9 +302,6 @@ def _truthy(node: _Node) -> _Eval:
 
 
 class _Compiler:
-    def __init__(self, text: str) -> None:
-        self._text = text
-
     def compile(self, tree: lark.Tree[lark.Token] | lark.Token) -> _Node:
         if isinstance(tree, lark.Token):  # pragma: no cover - every token sits under a named rule
             raise ExprError(f"unexpected token {tree.value!r}", _token_position(tree))
@@ -341,6 +342,10 @@ class _Compiler:
         name = token.value
         if name.startswith("_"):
             raise ExprError(f"invalid field name {name!r} at column {position}: names start with a letter", position)
+        if name.lower() in _MISCASED_WORDS:
+            # "True" or "None" would otherwise quietly read a field that no row has.
+            keyword = "null" if name.lower() == "none" else name.lower()
+            raise ExprError(f"{name!r} at column {position} is not a field; did you mean {keyword!r}?", position)
         key = field_key(name)
         return _Node("any", lambda row: row.get(key), position, field=key)
 
@@ -756,7 +761,7 @@ def _compile_cached(text: str) -> Callable[[Mapping[str, Any]], bool]:
     except UnexpectedInput as exc:
         raise _syntax_error(text, exc) from None
     _check_depth(tree)
-    node = _Compiler(text).compile(tree)
+    node = _Compiler().compile(tree)
     _Compiler._require(node, ("bool", "any"), "the expression must be a condition")
     evaluate = _truthy(node)
 
