@@ -358,3 +358,17 @@ async def test_statistics_count_requests_per_endpoint(sim: SimulatedQbt) -> None
     assert stats.total_requests == 5
     assert stats.sessions == 1 and stats.torrents == 40
     assert stats.bytes_sent > 0
+
+
+async def test_shared_full_update_bodies_follow_library_changes(sim: SimulatedQbt) -> None:
+    h = sim.library.hashes()[0]
+    async with _client(sim) as a, _client(sim) as b:
+        first = await a.get("/sync/maindata", params={"rid": 0})
+        second = await b.get("/sync/maindata", params={"rid": 0})
+        assert first.content == second.content
+        await _ok(a, "/torrents/rename", hash=h, name="after the cache")
+        third = await b.get("/sync/maindata", params={"rid": 0}, headers={"Accept-Encoding": "gzip"})
+        assert third.json()["torrents"][h]["name"] == "after the cache"
+        # A full update for an unknown rid continues the counter, so it is not the rid=0 body.
+        fourth = await _maindata(b, 424242)
+        assert fourth["full_update"] is True and fourth["rid"] == 2

@@ -83,6 +83,14 @@ class _Response:
     body: bytes = b""
     content_type: str = "text/plain; charset=UTF-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    #: Set for shared bodies, so their gzip is computed once too.
+    shared: _SharedBody | None = None
+
+
+@dataclass(slots=True)
+class _SharedBody:
+    body: bytes
+    gzipped: bytes | None = None
 
 
 def _text(status: int, text: str) -> _Response:
@@ -134,20 +142,23 @@ class SimulatedQbt:
         self.ban_duration = ban_duration
         self.session_timeout = session_timeout
         self.port: int | None = None
+        self._url_host = "127.0.0.1"
         self._sync = MainDataSync(self.library)
         self._sessions: dict[str, float] = {}
         self._failed_logins: Counter[str] = Counter()
         self._banned_until: dict[str, float] = {}
         self._requests: Counter[str] = Counter()
         self._bytes_sent = 0
+        self._full_bodies: dict[tuple[int, int], _SharedBody] = {}
         self._routes = self._build_routes()
 
     @property
     def url(self) -> str:
-        """Base URL once :meth:`run` has started (``http://127.0.0.1:<port>``)."""
+        """Base URL once :meth:`run` has started, e.g. ``http://127.0.0.1:<port>``."""
         if self.port is None:
             raise RuntimeError("the simulator is not running")
-        return f"http://127.0.0.1:{self.port}"
+        host = self._url_host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def statistics(self) -> SimStatistics:
         return SimStatistics(
@@ -172,7 +183,14 @@ class SimulatedQbt:
         Returns: never, unless cancelled.
         """
         listeners = await trio.open_tcp_listeners(port, host=host)
-        bound = listeners[0].socket.getsockname()[1]
+        if port == 0:
+            # "localhost" may give an IPv4 and an IPv6 listener, each on its own random port: keep one.
+            for extra in listeners[1:]:
+                await extra.aclose()
+            listeners = listeners[:1]
+        sockname = listeners[0].socket.getsockname()
+        bound = int(sockname[1])
+        self._url_host = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else str(sockname[0]))
         async with trio.open_nursery() as nursery:
             if math.isfinite(self.tick_interval) and self.tick_interval > 0:
                 nursery.start_soon(self._tick_forever, name="qsse.sim ticker")
@@ -247,7 +265,13 @@ class SimulatedQbt:
         headers = [("content-type", response.content_type), *response.headers]
         accept = _header(request, b"accept-encoding")
         if len(body) >= GZIP_MIN and "gzip" in accept:
-            body = await trio.to_thread.run_sync(_gzip, body) if len(body) >= GZIP_IN_THREAD else _gzip(body)
+            shared = response.shared
+            if shared is not None and shared.gzipped is not None:
+                body = shared.gzipped
+            else:
+                body = await trio.to_thread.run_sync(_gzip, body) if len(body) >= GZIP_IN_THREAD else _gzip(body)
+                if shared is not None:
+                    shared.gzipped = body
             headers.append(("content-encoding", "gzip"))
         headers.append(("content-length", str(len(body))))
         self._bytes_sent += len(body)
@@ -415,7 +439,18 @@ class SimulatedQbt:
             rid = int(request.form.get("rid") or 0)
         except ValueError:
             rid = 0
-        return _json(self._sync.maindata(request.sid, rid))
+        payload = self._sync.maindata(request.sid, rid)
+        if not payload.get("full_update"):
+            return _json(payload)
+        # Every session asking for a full update at the same revision and rid gets the same bytes (a rid=0
+        # answer always has rid 1), so 100 pollers starting at once cost one encode and one gzip, not 100.
+        key = (self.library.revision, payload["rid"])
+        shared = self._full_bodies.get(key)
+        if shared is None:
+            if any(revision != key[0] for revision, _ in self._full_bodies):
+                self._full_bodies.clear()
+            shared = self._full_bodies[key] = _SharedBody(_encoder.encode(payload))
+        return _Response(200, shared.body, "application/json", shared=shared)
 
     def _info(self, request: _Request) -> _Response:
         form = request.form
