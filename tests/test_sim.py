@@ -372,3 +372,22 @@ async def test_shared_full_update_bodies_follow_library_changes(sim: SimulatedQb
         # A full update for an unknown rid continues the counter, so it is not the rid=0 body.
         fourth = await _maindata(b, 424242)
         assert fourth["full_update"] is True and fourth["rid"] == 2
+
+
+async def test_concurrent_full_updates_share_one_gzip(nursery: trio.Nursery, mock_clock: Any) -> None:
+    sim = await _start(nursery, torrents=1500)  # > 1 MiB of JSON: compressed in a worker thread
+    bodies: list[bytes] = []
+
+    async def fetch() -> None:
+        async with _client(sim) as client:
+            r = await client.get("/sync/maindata", params={"rid": 0}, headers={"Accept-Encoding": "gzip"})
+            assert r.headers["content-encoding"] == "gzip"
+            bodies.append(r.content)
+
+    async with trio.open_nursery() as clients:
+        for _ in range(5):
+            clients.start_soon(fetch)
+    assert len(bodies) == 5 and len(set(bodies)) == 1
+    assert len(msgspec.json.decode(bodies[0])["torrents"]) == 1500
+    assert len(sim._full_bodies) == 1
+    assert next(iter(sim._full_bodies.values())).gzipped is not None
