@@ -161,6 +161,11 @@ class SseReader:
     def pending(self) -> bytes:
         return self._buffer
 
+    @property
+    def gzip_complete(self) -> bool:
+        """True once the gzip trailer arrived (the body ended cleanly)."""
+        return self._inflate is not None and self._inflate.eof
+
 
 def parse_event(raw: bytes) -> tuple[str, dict[str, Any]]:
     lines = raw.decode().split("\n")
