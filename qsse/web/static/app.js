@@ -26,7 +26,7 @@ const want = {
 };
 
 const page = new PageView();
-const table = new KeyedTable($("rows"));
+const table = new KeyedTable($("torrents"), $("rows"));
 let instances = []; // from healthz
 const instanceErrors = new Map(); // id → {text, retryAt}
 const activity = [];
@@ -41,8 +41,11 @@ function schedule(part) {
   if (!rafId) rafId = requestAnimationFrame(flush);
 }
 
+const perf = { frames: 0, applyMs: 0, flushMs: 0, maxFlushMs: 0 };
+
 function flush() {
   rafId = 0;
+  const t0 = performance.now();
   if (dirty.rows) {
     if (table.setColumns(page.aggregated)) {
       renderHeader();
@@ -50,7 +53,10 @@ function flush() {
     }
     table.render(page.visibleRows(), dirty.full ? null : dirty.changed);
     $("empty").hidden = page.order.length > 0 || !page.ready;
-    $("torrents").classList.toggle("stale", !page.ready);
+    const grid = $("torrents");
+    grid.classList.toggle("stale", !page.ready);
+    // Which view the rows on screen belong to (for the tests, and a glance in the inspector).
+    if (page.ready && requested) Object.assign(grid.dataset, requested);
     dirty.changed.clear();
     dirty.full = false;
   }
@@ -59,20 +65,19 @@ function flush() {
   if (dirty.instances) renderInstances();
   if (dirty.activity) renderActivity();
   dirty.rows = dirty.summary = dirty.filters = dirty.instances = dirty.activity = false;
+  const spent = performance.now() - t0;
+  perf.flushMs += spent;
+  perf.maxFlushMs = Math.max(perf.maxFlushMs, spent);
 }
 
 function renderHeader() {
   const tr = $("header-row");
   tr.textContent = "";
-  const colgroup = $("cols");
-  colgroup.textContent = "";
   for (const c of table.columns) {
-    const col = document.createElement("col");
-    col.className = `c-${c.id}`;
-    colgroup.appendChild(col);
-    const th = document.createElement("th");
+    const th = document.createElement("div");
+    th.setAttribute("role", "columnheader");
     th.dataset.col = c.id;
-    if (c.num) th.className = "num";
+    th.className = c.num ? "cell num" : "cell";
     const button = document.createElement("button");
     button.type = "button";
     button.dataset.testid = `sort-${c.id}`;
@@ -235,6 +240,7 @@ function renderActivity() {
 // -- the stream ----------------------------------------------------------------------------------
 
 let source = null;
+let requested = null; // the view of the current subscription, as strings
 let lastEventAt = 0;
 let reopenTimer = 0;
 let reopenDelay = 1000;
@@ -268,6 +274,10 @@ function subscribe() {
   if (want.instance === null) return;
   closeStream();
   page.ready = false;
+  requested = {
+    instance: String(want.instance), sort: want.sort, order: want.order, search: want.search,
+    page: String(want.page), limit: String(want.limit), status: want.status || "all", category: want.category === null ? "(all)" : want.category,
+  };
   schedule("rows");
   markSort();
   const es = new EventSource(streamUrl());
@@ -350,7 +360,10 @@ function onFrame(event) {
     showBanner(null);
   }
   const countsBefore = page.counts;
+  const t0 = performance.now();
   const changed = page.apply(payload);
+  perf.applyMs += performance.now() - t0;
+  perf.frames += 1;
   if (changed === null) dirty.full = true;
   else for (const k of changed) dirty.changed.add(k);
   noteRecovery(payload);
@@ -539,4 +552,4 @@ function start() {
 start();
 
 // For the browser tests and for poking around in the console.
-window.qsse = { want, page, columns: COLUMNS };
+window.qsse = { want, page, perf, columns: COLUMNS };

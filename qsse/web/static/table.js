@@ -1,6 +1,8 @@
-// A keyed table body: one <tr> per row key, kept across frames. Only rows reported as changed
-// are compared, and within them only cells whose displayed value changed are written, so a tick
-// that touches 20 of 2,000 rows costs 20 row comparisons and a handful of DOM writes.
+// A keyed table body: one row element per row key, kept across frames. Only rows reported as
+// changed are compared, and within them only cells whose displayed value changed are written, so
+// a tick that touches 20 of 2,000 rows costs 20 row comparisons and a handful of DOM writes.
+// Rows are CSS grid rows, not <tr>: a grid row can have `content-visibility: auto`, so the
+// browser skips layout and paint of the rows scrolled out of sight (a <tr> cannot).
 
 import * as fmt from "./format.js";
 
@@ -13,14 +15,14 @@ function text(td, value) {
 // Each column: id (also the sort field), label, value(row) → a primitive that decides whether
 // the cell is repainted, paint(td, value, row).
 export const COLUMNS = [
-  { id: "name", label: "Name", value: (r) => r.name || r.hash, paint: (td, v) => { td.textContent = v; td.title = v; } },
-  { id: "instance", label: "Instance", aggregatedOnly: true, value: (r) => r.instance_name || String(r.instance_id), paint: text },
+  { id: "name", width: "minmax(220px, 1fr)", label: "Name", value: (r) => r.name || r.hash, paint: (td, v) => { td.textContent = v; td.title = v; } },
+  { id: "instance", width: "150px", label: "Instance", aggregatedOnly: true, value: (r) => r.instance_name || String(r.instance_id), paint: text },
   {
-    id: "size", label: "Size", num: true, value: (r) => r.size || 0,
+    id: "size", width: "84px", label: "Size", num: true, value: (r) => r.size || 0,
     paint: (td, v) => { td.textContent = fmt.bytes(v); td.title = `${SIZE_TITLE.format(v)} bytes`; },
   },
   {
-    id: "progress", label: "Progress", value: (r) => Math.floor((r.progress || 0) * 1000),
+    id: "progress", width: "120px", label: "Progress", value: (r) => Math.floor((r.progress || 0) * 1000),
     paint: (td, v) => {
       if (!td.firstChild) td.innerHTML = '<div class="bar"><div class="fill"></div><span></span></div>';
       const bar = td.firstChild;
@@ -30,7 +32,7 @@ export const COLUMNS = [
     },
   },
   {
-    id: "state", label: "State", value: (r) => r.state,
+    id: "state", width: "130px", label: "State", value: (r) => r.state,
     paint: (td, v) => {
       const [label, tone] = fmt.state(v);
       td.innerHTML = "";
@@ -41,16 +43,17 @@ export const COLUMNS = [
       td.appendChild(pill);
     },
   },
-  { id: "dlspeed", label: "Down", num: true, value: (r) => r.dlspeed || 0, paint: (td, v) => text(td, fmt.speed(v)) },
-  { id: "upspeed", label: "Up", num: true, value: (r) => r.upspeed || 0, paint: (td, v) => text(td, fmt.speed(v)) },
-  { id: "ratio", label: "Ratio", num: true, value: (r) => Math.round((r.ratio || 0) * 100), paint: (td, v) => text(td, fmt.ratio(v / 100)) },
-  { id: "category", label: "Category", value: (r) => r.category || "", paint: (td, v) => { td.textContent = v; td.title = v; } },
-  { id: "tags", label: "Tags", value: (r) => r.tags || "", paint: (td, v) => { td.textContent = v; td.title = v; } },
-  { id: "added_on", label: "Added", num: true, value: (r) => r.added_on || 0, paint: (td, v) => text(td, fmt.date(v)) },
+  { id: "dlspeed", width: "92px", label: "Down", num: true, value: (r) => r.dlspeed || 0, paint: (td, v) => text(td, fmt.speed(v)) },
+  { id: "upspeed", width: "92px", label: "Up", num: true, value: (r) => r.upspeed || 0, paint: (td, v) => text(td, fmt.speed(v)) },
+  { id: "ratio", width: "64px", label: "Ratio", num: true, value: (r) => Math.round((r.ratio || 0) * 100), paint: (td, v) => text(td, fmt.ratio(v / 100)) },
+  { id: "category", width: "110px", label: "Category", value: (r) => r.category || "", paint: (td, v) => { td.textContent = v; td.title = v; } },
+  { id: "tags", width: "120px", label: "Tags", value: (r) => r.tags || "", paint: (td, v) => { td.textContent = v; td.title = v; } },
+  { id: "added_on", width: "136px", label: "Added", num: true, value: (r) => r.added_on || 0, paint: (td, v) => text(td, fmt.date(v)) },
 ];
 
 export class KeyedTable {
-  constructor(tbody) {
+  constructor(grid, tbody) {
+    this.grid = grid;
     this.tbody = tbody;
     this.entries = new Map(); // key → {tr, cells, values}
     this.setColumns(false);
@@ -61,12 +64,16 @@ export class KeyedTable {
     this.aggregated = aggregated;
     this.columns = COLUMNS.filter((c) => aggregated || !c.aggregatedOnly);
     this.clear();
-    const proto = document.createElement("tr");
+    this.grid.style.setProperty("--columns", this.columns.map((c) => c.width).join(" "));
+    const proto = document.createElement("div");
+    proto.className = "row";
+    proto.setAttribute("role", "row");
     proto.dataset.testid = "torrent-row";
     for (const c of this.columns) {
-      const td = document.createElement("td");
+      const td = document.createElement("div");
+      td.setAttribute("role", "cell");
       td.dataset.col = c.id;
-      if (c.num) td.className = "num";
+      td.className = c.num ? "cell num" : "cell";
       proto.appendChild(td);
     }
     this.proto = proto;

@@ -1,0 +1,291 @@
+"""The built-in dashboard in a real browser: Debian's Chromium driven by Playwright's sync API.
+
+The daemon and its two simulated qBittorrent instances run in a subprocess (``qsse demo``):
+Playwright's sync API runs its own event loop, which must not meet pytest-trio's, and a real
+process is also what lets a test stop the daemon and start it again on the same port. These
+tests are plain (non-async) functions for the same reason.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking switches Chromium keeps calling Google, which a closed
+# network refuses noisily.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+STARTED = re.compile(r"dashboard at (\S+?)/?\s+\(simulated qBittorrent at (\S+) and (\S+?);")
+START_TIMEOUT = 60.0
+LIVE_TIMEOUT_MS = 20_000  # a first frame; the demo syncs every second, the machine may be busy
+
+ROWS = "[data-testid=torrent-row]"
+TABLE = "[data-testid=torrent-table]"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Demo:
+    """``qsse demo`` in a subprocess, on a port that stays the same across restarts."""
+
+    workdir: Path
+    port: int = field(default_factory=_free_port)
+    url: str = ""
+    simulators: tuple[str, str] = ("", "")
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log_path = self.workdir / f"demo-{self.port}-{self.starts}.log"
+        command = os.environ.get("QSSE_TEST_DEMO_CMD", f"{sys.executable} -m qsse demo").split()
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [*command, "--port", str(self.port), "--log-level", "warning"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            match = STARTED.search(log_path.read_text(errors="replace"))
+            if match:
+                self.url = match[1] + "/"
+                self.simulators = (match[2], match[3])
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"qsse demo did not start on port {self.port}:\n{log_path.read_text(errors='replace')}")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    demo = Demo(tmp_path_factory.mktemp("demo"))
+    demo.start()
+    try:
+        yield demo
+    finally:
+        demo.stop()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    yield from _demo(tmp_path_factory)
+
+
+@pytest.fixture
+def own_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """A demo that the test may stop and restart without disturbing the others."""
+    yield from _demo(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test does)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+    finally:
+        context.close()
+    # An uncaught exception in the dashboard's JavaScript fails the test that caused it.
+    assert errors == []
+
+
+def _open(page: Page, demo: Demo) -> None:
+    page.goto(demo.url)
+    expect(page.locator(ROWS)).to_have_count(100, timeout=LIVE_TIMEOUT_MS)
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live")
+
+
+def _total(page: Page) -> int:
+    return int(page.get_by_test_id("summary").get_attribute("data-total") or "-1")
+
+
+def _qbt_post(base_url: str, path: str, form: dict[str, str]) -> None:
+    """One logged-in WebUI action on a simulated qBittorrent (admin / adminadmin)."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    login = urllib.parse.urlencode({"username": "admin", "password": "adminadmin"}).encode()
+    with opener.open(f"{base_url}/api/v2/auth/login", data=login, timeout=10) as response:
+        assert response.read() == b"Ok."
+    with opener.open(f"{base_url}/api/v2/{path}", data=urllib.parse.urlencode(form).encode(), timeout=10) as response:
+        assert response.status == 200
+
+
+def test_page_loads_with_live_rows_and_both_instances(page: Page, demo: Demo) -> None:
+    _open(page, demo)
+    expect(page.locator(TABLE)).to_have_attribute("data-instance", "1")
+    assert _total(page) >= 1900  # 2,000 simulated torrents, a few added or removed since
+    expect(page.get_by_test_id("instance-picker").locator("option")).to_have_text(
+        ["seedbox (simulated 4.x)", "nas (simulated 5.x)", "All instances"])
+    expect(page.get_by_test_id("instance-status-1")).to_have_attribute("data-state", "syncing")
+    expect(page.get_by_test_id("instance-status-2")).to_have_attribute("data-state", "syncing")
+    expect(page.get_by_test_id("global-dl")).to_have_text(re.compile(r"/s$"))
+    expect(page.get_by_test_id("status-downloading")).to_contain_text(re.compile(r"\d"))
+    first = page.locator(ROWS).first
+    expect(first.locator("[data-col=name]")).not_to_be_empty()
+    expect(first.locator("[data-col=size]")).to_have_text(re.compile(r"B$"))
+    expect(first.locator("[data-col=progress]")).to_have_text(re.compile(r"%$"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "dashboard.png")
+
+
+def test_rename_in_qbittorrent_shows_on_screen(page: Page, demo: Demo) -> None:
+    _open(page, demo)
+    row = page.locator(ROWS).nth(3)
+    key = row.get_attribute("data-key")
+    assert key is not None and re.fullmatch(r"[0-9a-f]{40}", key)
+    new_name = f"renamed by the browser test {uuid.uuid4().hex[:8]}"
+
+    _qbt_post(demo.simulators[0], "torrents/rename", {"hash": key, "name": new_name})
+
+    # The next sync (every second) carries it; the delta frame repaints only that row.
+    expect(page.locator(f"{ROWS}[data-key='{key}'] [data-col=name]")).to_have_text(new_name, timeout=10_000)
+
+
+def test_search_narrows_the_rows(page: Page, demo: Demo) -> None:
+    _open(page, demo)
+    target = page.locator(ROWS).nth(10)
+    key = target.get_attribute("data-key")
+    name = target.locator("[data-col=name]").text_content() or ""
+
+    page.get_by_test_id("search").fill(name)
+
+    expect(page.locator(f"{TABLE}:not(.stale)")).to_have_attribute("data-search", name, timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator(f"{ROWS}[data-key='{key}']")).to_have_count(1)
+    shown = page.locator(ROWS).count()
+    assert 1 <= shown == _total(page) < 20
+
+    page.get_by_test_id("search").fill("")
+    expect(page.locator(f"{TABLE}:not(.stale)")).to_have_attribute("data-search", "", timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator(ROWS)).to_have_count(100)
+
+
+def _sizes(page: Page) -> list[int]:
+    titles: list[str] = page.locator(f"{ROWS} [data-col=size]").evaluate_all("els => els.map(e => e.title)")
+    return [int(re.sub(r"\D", "", t)) for t in titles]
+
+
+def test_clicking_a_header_sorts(page: Page, demo: Demo) -> None:
+    _open(page, demo)
+    header = page.locator("[role=columnheader][data-col=size]")
+
+    page.get_by_test_id("sort-size").click()
+    expect(page.locator(f"{TABLE}:not(.stale)")).to_have_attribute("data-sort", "size", timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator(TABLE)).to_have_attribute("data-order", "desc")
+    expect(header).to_have_attribute("aria-sort", "descending")
+    sizes = _sizes(page)
+    assert len(sizes) == 100 and sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]
+
+    page.get_by_test_id("sort-size").click()
+    expect(page.locator(f"{TABLE}:not(.stale)")).to_have_attribute("data-order", "asc", timeout=LIVE_TIMEOUT_MS)
+    expect(header).to_have_attribute("aria-sort", "ascending")
+    sizes = _sizes(page)
+    assert len(sizes) == 100 and sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+
+def test_all_instances_shows_rows_of_both(page: Page, demo: Demo) -> None:
+    _open(page, demo)
+    expect(page.locator("[role=columnheader][data-col=instance]")).to_have_count(0)
+
+    page.get_by_test_id("instance-picker").select_option("all")
+
+    expect(page.locator(f"{TABLE}:not(.stale)")).to_have_attribute("data-instance", "all", timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("[role=columnheader][data-col=instance]")).to_have_count(1)
+    expect(page.locator(ROWS)).to_have_count(100)
+    names = set(page.locator(f"{ROWS} [data-col=instance]").all_text_contents())
+    assert names == {"seedbox (simulated 4.x)", "nas (simulated 5.x)"}
+    assert _total(page) >= 2200  # 2,000 + 300
+    keys = page.locator(ROWS).evaluate_all("els => els.map(e => e.dataset.key)")
+    assert all(re.fullmatch(r"[12]:[0-9a-f]{40}", k) for k in keys)
+
+
+def test_filters_by_status_and_category(page: Page, demo: Demo) -> None:
+    _open(page, demo)
+    page.get_by_test_id("status-downloading").click()
+    expect(page.locator(f"{TABLE}:not(.stale)")).to_have_attribute("data-status", "downloading",
+                                                                   timeout=LIVE_TIMEOUT_MS)
+    expect(page.get_by_test_id("status-downloading")).to_have_attribute("aria-pressed", "true")
+    states = set(page.locator(f"{ROWS} [data-col=state] .pill").evaluate_all("els => els.map(e => e.title)"))
+    assert states and states <= {"downloading", "stalledDL", "metaDL", "queuedDL", "allocating", "checkingDL",
+                                 "forcedDL"}
+
+    page.get_by_test_id("category-linux").click()
+    expect(page.locator(f"{TABLE}:not(.stale)")).to_have_attribute("data-category", "linux",
+                                                                   timeout=LIVE_TIMEOUT_MS)
+    categories = set(page.locator(f"{ROWS} [data-col=category]").all_text_contents())
+    assert categories == {"linux"}
+    assert _total(page) < 200
+
+
+def test_stopping_the_daemon_shows_disconnected_then_recovers(page: Page, own_demo: Demo) -> None:
+    _open(page, own_demo)
+    connection = page.get_by_test_id("connection")
+
+    own_demo.stop()
+    expect(connection).to_have_attribute("data-state", "disconnected", timeout=15_000)
+    expect(connection).to_contain_text("disconnected")
+    expect(connection).to_contain_text("reconnecting")
+
+    own_demo.start()  # the same port
+    expect(connection).to_have_attribute("data-state", "live", timeout=30_000)
+    expect(page.locator(f"{TABLE}:not(.stale)")).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator(ROWS)).to_have_count(100)
+    expect(page.get_by_test_id("instance-status-1")).to_have_attribute("data-state", "syncing")
