@@ -1,0 +1,135 @@
+"""The ``search`` text of a view, compiled once into a predicate over torrent rows.
+
+Protocol section 8: a pattern containing ``*``, ``?`` or ``[`` is a case-insensitive glob that
+must match the whole name, category or one tag. Any other text matches when it is
+
+1. a case-insensitive substring of the name, the category or one tag;
+2. (hex-only text) a substring of ``hash``, ``infohash_v1`` or ``infohash_v2``;
+3. once normalised (:func:`qsse.views.rows.normalise`), a substring of one normalised field;
+4. split into normalised words, each word a substring of some normalised field; or
+5. a fuzzy match of the normalised name: rapidfuzz's ``partial_ratio`` — the characters of the
+   text, in order, inside one window of the name — with at most :func:`fuzzy_edits` edits.
+   Only for texts of :data:`FUZZY_MIN_LENGTH` characters or more (shorter ones match
+   almost anything fuzzily).
+
+The fields a search looks at are folded once per row into a :class:`SearchText` (the engine
+caches it by row identity), so matching a row is a few C-level substring tests.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rapidfuzz import fuzz
+from rapidfuzz.distance import LCSseq
+
+from qsse.views.rows import is_hex, normalise, parse_tags
+
+Row = Mapping[str, Any]
+FUZZY_MIN_LENGTH = 4
+#: Joins the fields of a row into one string; it cannot occur in a search text (stripped).
+_SEP = "\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchText:
+    """The searchable fields of one row, folded."""
+
+    fields: tuple[str, ...]  # lower-cased name, category, then each tag
+    joined: str  # the same, joined by NUL
+    normalised: str  # normalised fields joined by NUL
+    name: str  # the normalised name
+    hashes: str  # lower-cased hash, infohash_v1, infohash_v2 joined by NUL
+
+
+def search_text(row: Row) -> SearchText:
+    name = _s(row.get("name"))
+    category = _s(row.get("category"))
+    tags_text = _s(row.get("tags"))
+    fields = (name.lower(), category.lower(), *parse_tags(tags_text.lower()))
+    nname = normalise(name)
+    return SearchText(
+        fields=fields,
+        joined=_SEP.join(fields),
+        normalised=_SEP.join((nname, *(normalise(f) for f in fields[1:]))),
+        name=nname,
+        hashes=_SEP.join(_s(row.get(k)).lower() for k in ("hash", "infohash_v1", "infohash_v2")),
+    )
+
+
+def fuzzy_edits(length: int) -> int:
+    """How many substitutions (two indel operations each) a fuzzy match tolerates."""
+    return 1 if length < 8 else 2
+
+
+def fuzzy_cutoff(length: int) -> float:
+    # partial_ratio scores a window as 100 * (1 - indel / (2 * length)); one substitution costs
+    # two indel operations. The epsilon keeps an exact bound from failing on rounding.
+    return 100.0 * (1.0 - fuzzy_edits(length) / length) - 1e-9
+
+
+def compile_search(text: str) -> Callable[[SearchText], bool] | None:
+    """A predicate for ``text``, or None when the text is empty (everything matches)."""
+    text = text.replace(_SEP, "").strip()
+    if not text:
+        return None
+    if any(c in text for c in "*?["):
+        return _glob(text)
+    return _plain(text)
+
+
+def _glob(pattern: str) -> Callable[[SearchText], bool]:
+    match = re.compile(fnmatch.translate(pattern.lower()), re.DOTALL).match
+
+    def matches(st: SearchText) -> bool:
+        return any(match(field) for field in st.fields)
+
+    return matches
+
+
+def _plain(raw: str) -> Callable[[SearchText], bool]:
+    text = raw.lower()
+    hex_only = is_hex(text)
+    norm = normalise(raw)
+    words = tuple(dict.fromkeys(norm.split()))
+    several_words = len(words) > 1
+    fuzzy = len(norm) >= FUZZY_MIN_LENGTH
+    n = len(norm)
+    cutoff = fuzzy_cutoff(n) if fuzzy else 0.0
+    # A window of the name within the edit bound shares at least this many characters, in
+    # order, with the text: the cheap LCS test rules most names out before partial_ratio.
+    lcs_floor = n - fuzzy_edits(n) if fuzzy else 0
+    ratio = fuzz.partial_ratio
+    lcs = LCSseq.similarity
+
+    def matches(st: SearchText) -> bool:
+        if text in st.joined:
+            return True
+        if hex_only and text in st.hashes:
+            return True
+        if not norm:
+            return False
+        normalised = st.normalised
+        if norm in normalised:
+            return True
+        if several_words and all(word in normalised for word in words):
+            return True
+        if not fuzzy:
+            return False
+        name = st.name
+        # A name shorter than the text would be scored the other way round by partial_ratio.
+        return (
+            len(name) >= n
+            and lcs(norm, name, score_cutoff=lcs_floor) > 0
+            and ratio(norm, name, score_cutoff=cutoff) > 0
+        )
+
+    return matches
+
+
+def _s(value: Any) -> str:
+    return value if isinstance(value, str) else ""
