@@ -410,26 +410,38 @@ async def test_many_connect_disconnect_cycles_leave_nothing_behind(env: Env, aut
     rng = random.Random(7)
     views = [{"instanceId": 1}, {"instanceId": 2, "sort": "name"}, {"instanceIds": [1, 3]}, {"instanceId": 3}]
 
+    left = {"before_inits": 0, "after_frames": 0}
+
     async def one_client(n: int) -> None:
         subs = rng.sample(views, rng.randint(1, 3))
         batch = env.batch(*subs, activity=rng.random() < 0.3)
+        names: list[str] = []
         with trio.move_on_after(rng.choice([0, 0.001, 0.5, 3, 7])):
             async with env.manager.open_session(batch) as body:
                 client = Client(body)
                 for _ in range(rng.randint(0, 6)):
-                    await client.next()
+                    names.append((await client.next())[0])
+        if names.count("init") < len(subs):
+            left["before_inits"] += 1
+        elif "delta" in names or "stream-error" in names:
+            left["after_frames"] += 1
 
     async with trio.open_nursery() as clients:
-        for n in range(300):
+        for n in range(1000):
             clients.start_soon(one_client, n)
             if n % 10 == 0:
                 env.supervisor.succeed(1 + n % 3, torrents(*(f"h{i}" for i in range(n % 7))))
             if n % 25 == 0:
                 env.supervisor.fail(2)
+            if n % 100 == 50:
+                env.supervisor.set_health(3, Health.IDLE)  # new groups on 3 now wait: clients leave mid-init
+            if n % 100 == 80:
+                env.supervisor.succeed(3, torrents("3a"))
             await trio.sleep(rng.choice([0, 0.01, 0.3]))
     await trio.testing.wait_all_tasks_blocked()
     assert_idle(env)
-    assert env.manager.statistics().events_published > 300
+    assert env.manager.statistics().events_published > 1000
+    assert left["before_inits"] > 50 and left["after_frames"] > 50, left
 
 
 # -- validation --------------------------------------------------------------------------------------------
