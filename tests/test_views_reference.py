@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rapidfuzz import fuzz
+from rapidfuzz.distance import LCSseq
 
 from qsse.qbt.maindata import MainData
 from qsse.qbt.status import InstanceState
@@ -115,7 +116,8 @@ def search_matches(text: str, row: Row) -> bool:
     nname = norm(name)
     if len(n) >= 4 and len(nname) >= len(n):
         edits = 1 if len(n) < 8 else 2
-        return fuzz.partial_ratio(n, nname) >= 100 * (1 - edits / len(n)) - 1e-9
+        in_order = LCSseq.similarity(n, nname) >= len(n) - edits
+        return in_order and fuzz.partial_ratio(n, nname) >= 100 * (1 - edits / len(n)) - 1e-9
     return False
 
 

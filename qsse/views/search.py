@@ -7,10 +7,17 @@ must match the whole name, category or one tag. Any other text matches when it i
 2. (hex-only text) a substring of ``hash``, ``infohash_v1`` or ``infohash_v2``;
 3. once normalised (:func:`qsse.views.rows.normalise`), a substring of one normalised field;
 4. split into normalised words, each word a substring of some normalised field; or
-5. a fuzzy match of the normalised name: rapidfuzz's ``partial_ratio`` — the characters of the
-   text, in order, inside one window of the name — with at most :func:`fuzzy_edits` edits.
-   Only for texts of :data:`FUZZY_MIN_LENGTH` characters or more (shorter ones match
-   almost anything fuzzily).
+5. a fuzzy match of the normalised name, both (rapidfuzz):
+
+   - *characters in order*: all but :func:`fuzzy_edits` characters of the text appear in the
+     name in order (``LCSseq`` similarity), and
+   - *small edit distance*: ``partial_ratio``, the best window of the name, scores at least
+     what :func:`fuzzy_edits` substitutions leave (:func:`fuzzy_cutoff`). The first condition
+     matters at the ends of the name, where ``partial_ratio`` also scores windows shorter than
+     the text.
+
+   Only for texts of :data:`FUZZY_MIN_LENGTH` characters or more (shorter ones match almost
+   anything fuzzily).
 
 The fields a search looks at are folded once per row into a :class:`SearchText` (the engine
 caches it by row identity), so matching a row is a few C-level substring tests.
@@ -100,8 +107,7 @@ def _plain(raw: str) -> Callable[[SearchText], bool]:
     fuzzy = len(norm) >= FUZZY_MIN_LENGTH
     n = len(norm)
     cutoff = fuzzy_cutoff(n) if fuzzy else 0.0
-    # A window of the name within the edit bound shares at least this many characters, in
-    # order, with the text: the cheap LCS test rules most names out before partial_ratio.
+    # The cheap LCS test runs first and rules most names out before partial_ratio.
     lcs_floor = n - fuzzy_edits(n) if fuzzy else 0
     ratio = fuzz.partial_ratio
     lcs = LCSseq.similarity
