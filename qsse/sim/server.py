@@ -24,6 +24,7 @@ import base64
 import math
 import re
 import secrets
+import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -120,7 +121,16 @@ _Handler = Callable[["SimulatedQbt", _Request], _Response]
 
 
 class SimulatedQbt:
-    """A fake qBittorrent WebUI for demos, benchmarks and tests. ``library`` may be changed directly."""
+    """A fake qBittorrent WebUI for demos, benchmarks and tests. ``library`` may be changed directly.
+
+    ``dialect`` "4" answers as qBittorrent 4.5.2 (WebAPI 2.8.19: pause/resume, ``paused*`` states), "5" as
+    5.0.5 (WebAPI 2.11.2: stop/start, ``stopped*`` states, a few more torrent fields). The library ticks every
+    ``tick_interval`` seconds (``math.inf`` disables ticking) and changes about ``change_fraction`` of the
+    rows per tick plus ``add_remove_rate`` additions (each with a removal) per tick, by default
+    ``5 * change_fraction``. ``max_auth_fail_count`` failed logins (0 disables) ban the client IP from
+    ``auth/login`` for ``ban_duration`` seconds; sessions expire after ``session_timeout`` idle seconds.
+    Time is Trio's clock, so tests can drive all of this with a ``MockClock``.
+    """
 
     def __init__(
         self,
@@ -140,14 +150,14 @@ class SimulatedQbt:
     ) -> None:
         if dialect not in VERSIONS:
             raise ValueError(f"dialect must be '4' or '5', not {dialect!r}")
-        kwargs: dict[str, Any] = {} if now is None else {"now": now}
         self.library = Library(
             torrents=torrents,
             dialect=dialect,
             seed=seed,
             change_fraction=change_fraction,
             add_remove_rate=add_remove_rate,
-            **kwargs,
+            # Timestamps (added_on, completion_on, ...) relative to the wall clock unless a test pins them.
+            now=time.time() if now is None else now,
         )
         self.dialect: Dialect = self.library.dialect
         self.username = username
