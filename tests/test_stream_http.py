@@ -326,6 +326,13 @@ async def test_post_activity_only_from_loopback(env: Env) -> None:
     assert status == 403 and body["error"]
 
 
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
+async def test_post_activity_through_a_local_reverse_proxy_is_not_local(env: Env, header: str) -> None:
+    async with AsgiStream(env.app, "/api/activity", method="POST", body=b'{"kind": "k"}',
+                          headers=[("Content-Type", "application/json"), (header, "203.0.113.9")]).open() as response:
+        assert response.status == 403
+
+
 # -- real hypercorn ------------------------------------------------------------------------------------
 
 

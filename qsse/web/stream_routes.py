@@ -24,6 +24,8 @@ from qsse.stream.sse import accepts_gzip
 MAX_ACTIVITY_KIND = 128
 MAX_RESOURCE_ID = 1024
 
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
     "Cache-Control": "no-cache",
@@ -78,7 +80,9 @@ def register_stream_routes(app: QuartTrio, manager: StreamManager) -> None:
     async def post_activity() -> Response:
         if manager.stopping:
             return _error(503, "server is shutting down")
-        if not _is_loopback(request.remote_addr):
+        # A reverse proxy on this host makes every client look local: a forwarded request is not.
+        proxied = any(h in request.headers for h in FORWARDING_HEADERS)
+        if proxied or not _is_loopback(request.remote_addr):
             return _error(403, "activity may only be published from this host")
         payload = await request.get_json(force=True, silent=True)
         if not isinstance(payload, dict):
