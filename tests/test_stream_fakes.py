@@ -107,13 +107,19 @@ class FakeEngine:
     def __init__(self) -> None:
         self.builds = 0
         self.fail_with: Exception | None = None
+        #: When set, the next response carries a value JSON cannot encode.
+        self.poison = False
 
     def build(self, options: ViewOptions, states: Sequence[InstanceState], *, now: float) -> dict[str, Any]:
         self.builds += 1
         if self.fail_with is not None:
             raise self.fail_with
         rows = [dict(row) for state in states for _, row in sorted(state.data.torrents.items())]
-        return {"torrents": rows, "total": len(rows), "connected": [s.connected for s in states]}
+        response: dict[str, Any] = {"torrents": rows, "total": len(rows), "connected": [s.connected for s in states]}
+        if self.poison:
+            self.poison = False
+            response["bad"] = object()
+        return response
 
 
 class FakeChain:
@@ -125,6 +131,9 @@ class FakeChain:
     @property
     def baseline(self) -> dict[str, Any] | None:
         return self._baseline
+
+    def reset(self) -> None:
+        self._baseline = None
 
     def encode(self, response: dict[str, Any], *, aggregated: bool) -> tuple[str, dict[str, Any], Any] | None:
         if self._baseline is None:

@@ -235,6 +235,23 @@ async def test_failed_build_sends_stream_error_to_the_group(env: Env, autojump_c
         assert frame["data"]["total"] == 2
 
 
+async def test_unencodable_view_restarts_the_chain_with_an_update(env: Env, autojump_clock: Any) -> None:
+    async with env.manager.open_session(env.batch({"key": "k", "instanceId": 1})) as body:
+        client = Client(body)
+        await client.next()
+        env.engine.poison = True
+        env.supervisor.succeed(1, torrents("1q"))
+        _, error = await client.next_of("stream-error")
+        assert "encode" in error["error"]
+        env.supervisor.succeed(1, torrents("1q", "1r"))
+        name, frame = await client.next_of("delta", "update")
+        assert name == "update"  # the chain restarted: full data, no delta object
+        assert frame["data"]["total"] == 2 and "delta" not in frame
+        env.supervisor.succeed(1, torrents("1r"))
+        name, frame = await client.next_of("delta", "update")
+        assert name == "delta"
+
+
 async def test_first_build_failing_does_not_leave_the_connection_mute(env: Env, autojump_clock: Any) -> None:
     env.engine.fail_with = RuntimeError("boom")
     async with env.manager.open_session(env.batch({"key": "k", "instanceId": 1})) as body:

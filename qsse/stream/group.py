@@ -45,6 +45,8 @@ class ChainEncoder(Protocol):
     @property
     def baseline(self) -> Response | None: ...
 
+    def reset(self) -> None: ...
+
 
 def sync_error_frame(state: InstanceState) -> FrameTemplate:
     """The ``stream-error`` a failed sync of ``state``'s instance sends to each dependent subscription."""
@@ -146,19 +148,26 @@ class Group:
         self.builds += 1
         try:
             response = self._engine.build(self.options, states, now=now)
-            encoded = self._encoder.encode(response, aggregated=self.options.aggregated)
         except Exception as exc:  # a bug or bad data in one view must not take the daemon down
             self._fan_out_error(f"Failed to build the view: {exc}", states, now)
             return
-        if encoded is not None:
-            kind, data, delta = encoded
-            rid = 0 if self.options.aggregated else states[0].data.rid
-            meta = Meta(self.options.instance_id, now, rid=rid, full_update=full_update)
-            template: FrameTemplate | None = None
+        template: FrameTemplate | None = None
+        try:
+            encoded = self._encoder.encode(response, aggregated=self.options.aggregated)
+            if encoded is not None and any(m.seeded for m in self.members.values()):
+                kind, data, delta = encoded
+                rid = 0 if self.options.aggregated else states[0].data.rid
+                meta = Meta(self.options.instance_id, now, rid=rid, full_update=full_update)
+                template = frame(kind, meta, data=data, delta=delta)
+        except Exception as exc:
+            # The chain may have advanced past what members hold: restart it, so the next
+            # successful tick sends everyone a full `update`.
+            self._encoder.reset()
+            self._fan_out_error(f"Failed to encode the view: {exc}", states, now)
+            return
+        if template is not None:
             for member in list(self.members.values()):
                 if member.seeded:
-                    if template is None:
-                        template = frame(kind, meta, data=data, delta=delta)
                     member.session.offer_frame(template, member.key_json)
         for member in list(self.members.values()):
             if not member.seeded:

@@ -276,11 +276,17 @@ class StreamManager:
             return session
         self._sessions[session.id] = session
         nursery.start_soon(session.run, name=f"stream-session-{session.id}")
-        if batch.activity:
-            self.activity.add(session)
-        for member in members:
-            self._members[member.id] = member
-            self._group_for(member).attach(member)
+        try:
+            if batch.activity:
+                self.activity.add(session)
+            for member in members:
+                self._members[member.id] = member
+                self._group_for(member).attach(member)
+        except BaseException:
+            # The caller gets no body to leave, so nothing else would undo a half registration.
+            session.evict("registration failed")
+            self._session_ended(session)
+            raise
         return session
 
     def _group_for(self, member: Member) -> Group:
