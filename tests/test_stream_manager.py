@@ -461,6 +461,25 @@ async def test_many_connect_disconnect_cycles_leave_nothing_behind(env: Env, aut
     assert left["before_inits"] > 50 and left["after_frames"] > 50, left
 
 
+async def test_an_instance_gone_between_validation_and_registration_leaves_nothing_behind(
+    env: Env, autojump_clock: Any
+) -> None:
+    batch = env.batch({"key": "ok", "instanceId": 1}, {"key": "gone", "instanceIds": [2, 3]})
+    real_acquire = env.supervisor.acquire
+
+    def acquire(instance_id: int) -> None:
+        if instance_id == 3:
+            raise KeyError(instance_id)  # removed from the configuration by a reload meanwhile
+        real_acquire(instance_id)
+
+    env.supervisor.acquire = acquire  # type: ignore[method-assign]
+    with pytest.raises(KeyError):
+        async with env.manager.open_session(batch):
+            pytest.fail("the session should not open")
+    await trio.testing.wait_all_tasks_blocked()
+    assert_idle(env)
+
+
 # -- validation --------------------------------------------------------------------------------------------
 
 

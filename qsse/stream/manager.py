@@ -304,10 +304,18 @@ class StreamManager:
             counters=self.counters,
             init_wait=self._init_wait,
         )
+        acquired: list[int] = []
+        try:
+            for instance_id in group.instance_ids:
+                self._supervisor.acquire(instance_id)
+                acquired.append(instance_id)
+        except BaseException:
+            for instance_id in acquired:
+                self._supervisor.release(instance_id)
+            raise
         self._groups[key] = group
         for instance_id in group.instance_ids:
             self._groups_by_instance.setdefault(instance_id, set()).add(group)
-            self._supervisor.acquire(instance_id)
         self._nursery.start_soon(group.run, name=f"stream-group {key}")
         return group
 
