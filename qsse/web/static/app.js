@@ -223,6 +223,8 @@ function renderActivity() {
   for (const a of activity) {
     const li = document.createElement("li");
     li.className = `act ${a.kind.replace(/\W/g, "-")}`;
+    li.dataset.kind = a.kind;
+    if (a.instanceId) li.dataset.instance = String(a.instanceId);
     const when = document.createElement("time");
     when.textContent = fmt.clock(a.at);
     const what = document.createElement("span");
@@ -395,7 +397,9 @@ function onStreamError(event) {
   const meta = payload.meta || {};
   const retryAt = meta.retryInSeconds ? Date.now() + meta.retryInSeconds * 1000 : 0;
   if (meta.instanceId) {
-    instanceErrors.set(meta.instanceId, { text: payload.error || "sync failed", retryAt });
+    // The text ends with the retry delay at the time of failure; the chip counts it down live.
+    const text = (payload.error || "sync failed").replace(/;\s*retrying in \d+\s*s$/, "");
+    instanceErrors.set(meta.instanceId, { text, retryAt });
     schedule("instances");
   } else {
     showBanner(payload.error || "the view could not be built");
@@ -417,7 +421,7 @@ function onActivity(event) {
     const row = page.rows.get(a.resourceId) || page.rows.get(`${id}:${a.resourceId}`);
     subject = row && row.name ? row.name : `${a.resourceId.slice(0, 12)}… on ${subject}`;
   }
-  activity.unshift({ kind: a.kind, at: a.timestamp ? Date.parse(a.timestamp) : Date.now(), subject });
+  activity.unshift({ kind: a.kind, instanceId: id, at: a.timestamp ? Date.parse(a.timestamp) : Date.now(), subject });
   if (activity.length > MAX_ACTIVITY) activity.length = MAX_ACTIVITY;
   if (a.kind === "instance.connected" && instanceErrors.delete(id)) schedule("instances");
   if (a.kind.startsWith("instance.")) refreshHealth();
