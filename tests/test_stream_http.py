@@ -21,6 +21,7 @@ import trio
 import trio.testing
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
+from quart import request
 from quart_trio import QuartTrio
 from test_stream_fakes import FakeChain, FakeEngine, FakeSupervisor, SseReader, parse_event, torrents
 
@@ -376,3 +377,25 @@ async def test_over_real_hypercorn_with_httpx2(nursery: trio.Nursery) -> None:
             assert reader.pending == b""
             assert reader.gzip_complete
         stopping.set()
+
+
+async def test_authorize_hook_gives_401_after_the_other_checks_and_opens_post_activity(
+    nursery: trio.Nursery, autojump_clock: Any
+) -> None:
+    supervisor = FakeSupervisor((1,))
+    manager = StreamManager(supervisor, FakeEngine(), new_encoder=FakeChain)
+    await nursery.start(manager.run)
+    app = QuartTrio(__name__)
+    register_stream_routes(app, manager, authorize=lambda: request.headers.get("X-API-Key") == "secret")
+    env = Env(supervisor, manager, app)
+    async with env.get({"streams": streams({"instanceId": 9})}) as response:
+        assert response.status == 404  # validation first, as the protocol orders the errors
+    async with env.get({"activity": "1"}) as response:
+        assert response.status == 401
+        assert json.loads(await response.read_all()) == {"error": "unauthorized"}
+    async with env.get({"activity": "1"}, [("X-API-Key", "secret")]) as response:
+        assert response.status == 200
+    assert (await post(env, {"kind": "k"}, client=("192.168.1.20", 5555)))[0] == 401
+    async with AsgiStream(app, "/api/activity", method="POST", body=b'{"kind": "k"}', client=("192.168.1.20", 1),
+                          headers=[("X-API-Key", "secret")]).open() as response:
+        assert response.status == 202

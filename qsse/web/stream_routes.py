@@ -10,6 +10,7 @@ Quart cancelled — unregisters the session at once.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -62,12 +63,23 @@ def _is_loopback(address: str | None) -> bool:
         return False
 
 
-def register_stream_routes(app: QuartTrio, manager: StreamManager) -> None:
+def register_stream_routes(
+    app: QuartTrio, manager: StreamManager, *, authorize: Callable[[], bool] | None = None
+) -> None:
+    """Add ``GET /stream``, ``GET /api/stream`` and ``POST /api/activity`` to ``app``.
+
+    ``authorize`` (called inside the request context, e.g. to check an API key) turns auth on:
+    a stream request it refuses gets 401 after the other checks, as the protocol orders them,
+    and ``POST /api/activity`` is then accepted from anywhere it allows instead of from loopback.
+    """
+
     async def stream() -> Response:
         try:
             batch = manager.prepare_batch(request.args.get("streams"), request.args.get("activity") == "1")
         except StreamRequestError as exc:
             return _error(exc.status, exc.message, exc.field)
+        if authorize is not None and not authorize():
+            return _error(401, "unauthorized")
         gzip = accepts_gzip(request.headers.getlist("Accept-Encoding"))
         response = Response(_SessionBody(manager.open_session(batch, gzip=gzip)), status=200, headers=SSE_HEADERS)
         if gzip:
@@ -80,9 +92,11 @@ def register_stream_routes(app: QuartTrio, manager: StreamManager) -> None:
     async def post_activity() -> Response:
         if manager.stopping:
             return _error(503, "server is shutting down")
-        # A reverse proxy on this host makes every client look local: a forwarded request is not.
-        proxied = any(h in request.headers for h in FORWARDING_HEADERS)
-        if proxied or not _is_loopback(request.remote_addr):
+        if authorize is not None:
+            if not authorize():
+                return _error(401, "unauthorized")
+        elif any(h in request.headers for h in FORWARDING_HEADERS) or not _is_loopback(request.remote_addr):
+            # A reverse proxy on this host makes every client look local: a forwarded request is not.
             return _error(403, "activity may only be published from this host")
         payload = await request.get_json(force=True, silent=True)
         if not isinstance(payload, dict):
