@@ -266,7 +266,9 @@ class Session:
     async def _write_stream(self) -> None:
         beats = self._schedule_beats()
         if self.activity:
-            await self._write(self._due_beats(beats, due_now=True))
+            # An activity connection hears at once that it is live (protocol, section 2).
+            self._counters.events_published += 1
+            await self._write([frame("heartbeat", Meta(instance_id=0, timestamp=time.time())).render_without_key()])
         while True:
             item: _Queued | None = None
             with trio.move_on_at(beats[0].due if beats else float("inf")):
@@ -310,15 +312,12 @@ class Session:
     def _beat_interval(self) -> float:
         return self._heartbeat * (1 + random.uniform(0, 0.1))
 
-    def _due_beats(self, beats: list[_Beat], *, due_now: bool = False) -> list[bytes]:
-        """Heartbeat events that are due (or, with ``due_now``, the activity one), rescheduled."""
+    def _due_beats(self, beats: list[_Beat]) -> list[bytes]:
+        """The heartbeat events that are due, each rescheduled one period (plus jitter) later."""
         now = trio.current_time()
         wall = time.time()
         templates: dict[int, FrameTemplate] = {}
         out: list[bytes] = []
-        if due_now:
-            out.append(frame("heartbeat", Meta(instance_id=0, timestamp=wall)).render_without_key())
-            return out
         while beats and beats[0].due <= now:
             beat = heapq.heappop(beats)
             if beat.member is not None and not beat.member.active:
