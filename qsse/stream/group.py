@@ -183,7 +183,7 @@ class Group:
             meta = Meta(self.options.instance_id, time.time(), full_update=True)
             cached = self._init_cache = (baseline, frame("init", meta, data=baseline))
         member.seeded = True
-        member.session.offer_init(member, cached[1].render(member.key_json))
+        member.session.offer_init(member, cached[1])
         # A joiner while an instance is failing learns it at once, not at the next retry.
         for instance_id in self.instance_ids:
             state = self._state_of(instance_id)
@@ -203,4 +203,4 @@ class Group:
             else:
                 # Its init cannot be built: tell it why instead of leaving the connection mute.
                 # It stays unseeded, so the next successful build sends it an init.
-                member.session.offer_init(member, template.render(member.key_json))
+                member.session.offer_init(member, template)

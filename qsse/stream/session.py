@@ -130,8 +130,8 @@ class Session:
         self._activity_waiting = 0
         self._queue_send, self._queue = trio.open_memory_channel[_Queued](queue_size + activity_buffer)
         # Opened in attach_members(), once the number of subscriptions is known.
-        self._init_send: trio.MemorySendChannel[tuple[int, bytes]] | None = None
-        self._inits: trio.MemoryReceiveChannel[tuple[int, bytes]] | None = None
+        self._init_send: trio.MemorySendChannel[tuple[int, FrameTemplate | None]] | None = None
+        self._inits: trio.MemoryReceiveChannel[tuple[int, FrameTemplate | None]] | None = None
         self._body_send, self.body = trio.open_memory_channel[bytes](0)
         self._ended = False
 
@@ -139,18 +139,20 @@ class Session:
 
     def attach_members(self, members: Sequence[Member]) -> None:
         self.members = list(members)
-        self._init_send, self._inits = trio.open_memory_channel[tuple[int, bytes]](max(1, len(members)))
+        self._init_send, self._inits = trio.open_memory_channel[tuple[int, FrameTemplate | None]](max(1, len(members)))
 
-    def offer_init(self, member: Member, event: bytes) -> None:
+    def offer_init(self, member: Member, event: FrameTemplate) -> None:
         """The first event of ``member`` (its ``init``, or a stream-error if its view cannot be built).
 
         Written in request order before the queue is drained; never counts against the queue.
+        Rendered for the member only when written: a reconnect storm of joiners holds one
+        encoded init per group, not one copy per subscriber.
         """
         if self._init_send is None:
             raise RuntimeError("offer_init before attach_members")
         if member.slot_used:
             # Its slot went to an earlier stream-error: this init follows the queue like a frame.
-            self.offer_frame(event, None)
+            self.offer_frame(event, member.key_json)
             return
         member.slot_used = True
         try:
@@ -190,7 +192,7 @@ class Session:
         if not member.slot_used and self._init_send is not None:
             member.slot_used = True
             with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-                self._init_send.send_nowait((member.index, b""))
+                self._init_send.send_nowait((member.index, None))
         if not self.activity and not any(m.active for m in self.members):
             self.close("no subscriptions left")
 
@@ -246,7 +248,7 @@ class Session:
     async def _write_inits(self) -> None:
         if self._inits is None or not self.members:
             return
-        waiting: dict[int, bytes] = {}
+        waiting: dict[int, FrameTemplate | None] = {}
         next_index = 0
         while next_index < len(self.members):
             try:
@@ -256,9 +258,9 @@ class Session:
             waiting[index] = event
             ready: list[bytes] = []
             while next_index in waiting:
-                event = waiting.pop(next_index)
-                if event:  # empty: the subscription was unregistered before its init
-                    ready.append(event)
+                template = waiting.pop(next_index)
+                if template is not None:  # None: the subscription was unregistered before its init
+                    ready.append(template.render(self.members[next_index].key_json))
                 next_index += 1
             if ready:
                 await self._write(ready)
