@@ -113,7 +113,9 @@ filters = st.builds(
         lambda v: tuple(sorted(set(v)))
     ),
     exclude_trackers=st.lists(st.sampled_from(["", "t2.example.org"]), max_size=1).map(lambda v: tuple(v)),
-    expr=st.just(""),
+    expr=st.sampled_from(
+        ["", "", "ratio > 1", 'State == "stalledUP" || progress < 1', "size < 500000 and not (eta > 60)"]
+    ),
 )
 
 
@@ -439,3 +441,13 @@ def test_response_is_not_mutated_by_later_builds() -> None:
     torrents["c" * 40] = {"hash": "c" * 40, "name": "c", "state": "downloading", "progress": 0}
     engine.build(opts, [state(MainData(rid=2, torrents=torrents))], now=NOW)
     assert first == snapshot
+
+
+def test_expr_filter() -> None:
+    data = library(
+        {"hash": "a" * 40, "ratio": 3, "state": "stalledUP"},
+        {"hash": "b" * 40, "ratio": 3, "state": "uploading"},
+        {"hash": "c" * 40, "ratio": 1, "state": "stalledUP"},
+    )
+    assert hashes(data, filters=Filters(expr='Ratio > 2 && State == "stalledUP"')) == ["a" * 40]
+    assert hashes(data, filters=Filters(expr="ratio > 2", status=("stalled",))) == ["a" * 40]
