@@ -402,3 +402,110 @@ def test_works_below_a_base_path(page: Page, prefixed_demo: Demo) -> None:
     paths = {urllib.parse.urlsplit(url).path for url in requests if url.startswith("http")}
     assert {"/qsse/static/app.js", "/qsse/healthz", "/qsse/stream"} <= paths
     assert [path for path in paths if path != "/qsse" and not path.startswith("/qsse/")] == []
+
+
+# The client's delta rule (protocol section 8) on hand-made frames, in the page's own module.
+APPLY_FRAMES = """async () => {
+  const { PageView } = await import("./static/view.js");
+  const v = new PageView();
+  const row = (hash, name, extra = {}) => ({ hash, name, size: 1, ...extra });
+  const out = [];
+  const snap = () => out.push({ order: [...v.order], names: v.order.map((k) => v.rows.get(k).name),
+                                counts: v.counts, total: v.data.total, rows: v.rows.size });
+  v.apply({ type: "init", data: { torrents: [row("a", "A"), row("b", "B")], total: 2, counts: { n: 1 } } });
+  snap();
+  // a changed row, no order: upsert in place, counts absent = unchanged
+  v.apply({ type: "delta", data: { torrents: [row("b", "B2")], total: 2 }, delta: {} });
+  snap();
+  // a new row and a new order; a row that left the page is forgotten
+  v.apply({ type: "delta", data: { torrents: [row("c", "C")], total: 3, counts: { n: 2 } },
+            delta: { order: ["c", "b"] } });
+  snap();
+  // "order": [] empties the page
+  v.apply({ type: "delta", data: { torrents: [], total: 0 }, delta: { order: [] } });
+  snap();
+  // an update (full frame) replaces everything
+  v.apply({ type: "update", data: { torrents: [row("d", "D")], total: 1, counts: { n: 3 } } });
+  snap();
+  // aggregated rows are keyed by instance and hash
+  v.apply({ type: "init", data: { torrents: null, isCrossInstance: true, total: 2, counts: {},
+            cross_instance_torrents: [row("a", "A1", { instance_id: 1 }), row("a", "A2", { instance_id: 2 })] } });
+  snap();
+  return out;
+}"""
+
+
+def test_client_applies_delta_frames_per_protocol(page: Page, demo: Demo) -> None:
+    page.goto(demo.url)
+    steps = page.evaluate(APPLY_FRAMES)
+    assert steps == [
+        {"order": ["a", "b"], "names": ["A", "B"], "counts": {"n": 1}, "total": 2, "rows": 2},
+        {"order": ["a", "b"], "names": ["A", "B2"], "counts": {"n": 1}, "total": 2, "rows": 2},
+        {"order": ["c", "b"], "names": ["C", "B2"], "counts": {"n": 2}, "total": 3, "rows": 2},
+        {"order": [], "names": [], "counts": {"n": 2}, "total": 0, "rows": 0},
+        {"order": ["d"], "names": ["D"], "counts": {"n": 3}, "total": 1, "rows": 1},
+        {"order": ["1:a", "2:a"], "names": ["A1", "A2"], "counts": {}, "total": 2, "rows": 2},
+    ]
+
+
+# A second subscription to the same view joins the same group: its init is the group's
+# baseline, and from then on both receive the same frames (same meta.timestamp). Once both have
+# applied the same frame, the page's state, built from an old init and many deltas, must equal
+# the probe's, built from a fresh init.
+COMPARE_WITH_FRESH_INIT = """async ([timeoutMs, ignored]) => {
+  const { PageView } = await import("./static/view.js");
+  const main = window.qsse.page;
+  const probe = new PageView();
+  let probeFrames = 0;
+  const es = new EventSource(window.qsse.streamUrl());
+  const onFrame = (e) => { probe.apply(JSON.parse(e.data)); probeFrames += 1; };
+  for (const type of ["init", "update", "delta"]) es.addEventListener(type, onFrame);
+  const skip = new Set(ignored);
+  const canonical = (value) => JSON.stringify(value, (k, v) =>
+    v && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).filter(([f]) => !skip.has(f)).sort()) : v);
+  const state = (v) => canonical({ order: v.order, rows: v.order.map((k) => v.rows.get(k)), counts: v.counts,
+                                   total: v.data.total, hasMore: v.data.hasMore, stats: v.data.stats });
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      if (probeFrames > 1 && main.meta && probe.meta && main.meta.timestamp === probe.meta.timestamp) {
+        const differences = [];
+        if (canonical(main.order) !== canonical(probe.order)) differences.push("order");
+        for (const key of ["counts"]) if (canonical(main[key]) !== canonical(probe[key])) differences.push(key);
+        for (const key of ["total", "hasMore", "stats"]) {
+          if (canonical(main.data[key]) !== canonical(probe.data[key])) differences.push(key);
+        }
+        for (const k of main.order) {
+          const a = main.rows.get(k), b = probe.rows.get(k);
+          if (!b) { differences.push(`${k}: missing`); continue; }
+          for (const f of new Set([...Object.keys(a), ...Object.keys(b)].filter((f) => !skip.has(f)))) {
+            const [x, y] = [canonical(a[f]), canonical(b[f])];
+            if (x !== y) differences.push(`${k}.${f}: ${x} != ${y}`);
+          }
+        }
+        return { same: state(main) === state(probe), differences: differences.slice(0, 20),
+                 rows: main.order.length, frames: window.qsse.perf.frames };
+      }
+    }
+    return { same: null, rows: main.order.length, frames: window.qsse.perf.frames };
+  } finally {
+    es.close();
+  }
+}"""
+
+
+def test_client_state_after_many_deltas_equals_a_fresh_init(page: Page, demo: Demo) -> None:
+    _open(page, demo)
+    page.get_by_test_id("page-size").select_option("2000")
+    expect(page.locator(f"{TABLE}:not(.stale)")).to_have_attribute("data-limit", "2000", timeout=LIVE_TIMEOUT_MS)
+    frames_at_init = page.evaluate("window.qsse.perf.frames")
+    page.wait_for_function(f"window.qsse.perf.frames >= {frames_at_init + 5}", timeout=30_000)  # 5 deltas
+
+    # Every field, volatile ones included: the joiner's init is the baseline the members hold.
+    result = page.evaluate(COMPARE_WITH_FRESH_INIT, [20_000, []])
+
+    assert result["same"] is True, result
+    assert result["rows"] >= 1900
+    expect(page.locator(ROWS)).to_have_count(result["rows"])

@@ -53,6 +53,7 @@ function flush() {
     }
     table.render(page.visibleRows(), dirty.full ? null : dirty.changed);
     $("empty").hidden = page.order.length > 0 || !page.ready;
+    $("empty").textContent = page.data ? "No torrents match." : "No data from this view yet.";
     const grid = $("torrents");
     grid.classList.toggle("stale", !page.ready);
     // Which view the rows on screen belong to (for the tests, and a glance in the inspector).
@@ -556,4 +557,4 @@ function start() {
 start();
 
 // For the browser tests and for poking around in the console.
-window.qsse = { want, page, perf, columns: COLUMNS };
+window.qsse = { want, page, perf, streamUrl, columns: COLUMNS };

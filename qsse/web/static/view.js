@@ -14,6 +14,7 @@ export class PageView {
     this.rows = new Map(); // key → row, only the rows of the current page
     this.order = []; // keys in page order
     this.data = null; // every non-row field of the latest frame
+    this.meta = null; // the latest frame's meta (its timestamp identifies a group's frame)
     this.counts = null; // kept while delta frames leave it out
     this.aggregated = false;
     this.ready = false;
@@ -59,6 +60,7 @@ export class PageView {
     if (data.counts !== undefined) this.counts = data.counts;
     else if (full) this.counts = null;
     this.data = data;
+    this.meta = payload.meta || null;
     return changed;
   }
 
