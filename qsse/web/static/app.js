@@ -247,6 +247,7 @@ let requested = null; // the view of the current subscription, as strings
 let lastEventAt = 0;
 let reopenTimer = 0;
 let reopenDelay = 1000;
+let probes = 0;
 
 function setConnection(state, text) {
   const badge = $("connection");
@@ -279,7 +280,8 @@ function subscribe() {
   page.ready = false;
   requested = {
     instance: String(want.instance), sort: want.sort, order: want.order, search: want.search,
-    page: String(want.page), limit: String(want.limit), status: want.status || "all", category: want.category === null ? "(all)" : want.category,
+    page: String(want.page), limit: String(want.limit),
+    status: want.status || "all", category: want.category === null ? "(all)" : want.category,
   };
   schedule("rows");
   markSort();
@@ -295,7 +297,8 @@ function subscribe() {
   es.onerror = () => {
     if (source !== es) return;
     setConnection("disconnected");
-    page.ready = page.ready && es.readyState === EventSource.OPEN;
+    page.ready = false; // the rows dim until the init of the reconnection
+    schedule("rows");
     // CONNECTING: the browser retries by itself. CLOSED: an HTTP error (503 while the daemon
     // stops, 4xx, a proxy's 502); the browser gives up, so we retry, unless the request is wrong.
     if (es.readyState === EventSource.CLOSED) probeAndReopen(es.url);
@@ -316,6 +319,7 @@ function closeStream() {
 
 async function probeAndReopen(url) {
   closeStream();
+  const generation = ++probes;
   let refusal = null;
   try {
     const controller = new AbortController();
@@ -328,6 +332,7 @@ async function probeAndReopen(url) {
   } catch {
     // unreachable: retry below
   }
+  if (generation !== probes || source) return; // the user re-subscribed meanwhile
   if (refusal) {
     showBanner(`The daemon refused this view: ${refusal.error}${refusal.field ? ` (${refusal.field})` : ""}`);
     setConnection("disconnected", "refused");

@@ -15,14 +15,14 @@ function text(td, value) {
 // Each column: id (also the sort field), label, value(row) → a primitive that decides whether
 // the cell is repainted, paint(td, value, row).
 export const COLUMNS = [
-  { id: "name", width: "minmax(220px, 1fr)", label: "Name", value: (r) => r.name || r.hash, paint: (td, v) => { td.textContent = v; td.title = v; } },
-  { id: "instance", width: "150px", label: "Instance", aggregatedOnly: true, value: (r) => r.instance_name || String(r.instance_id), paint: text },
+  { id: "name", width: "minmax(200px, 1fr)", label: "Name", value: (r) => r.name || r.hash, paint: (td, v) => { td.textContent = v; td.title = v; } },
+  { id: "instance", width: "130px", label: "Instance", aggregatedOnly: true, value: (r) => r.instance_name || String(r.instance_id), paint: text },
   {
-    id: "size", width: "84px", label: "Size", num: true, value: (r) => r.size || 0,
+    id: "size", width: "78px", label: "Size", num: true, value: (r) => r.size || 0,
     paint: (td, v) => { td.textContent = fmt.bytes(v); td.title = `${SIZE_TITLE.format(v)} bytes`; },
   },
   {
-    id: "progress", width: "120px", label: "Progress", value: (r) => Math.floor((r.progress || 0) * 1000),
+    id: "progress", width: "104px", label: "Progress", value: (r) => Math.floor((r.progress || 0) * 1000),
     paint: (td, v) => {
       if (!td.firstChild) td.innerHTML = '<div class="bar"><div class="fill"></div><span></span></div>';
       const bar = td.firstChild;
@@ -32,7 +32,7 @@ export const COLUMNS = [
     },
   },
   {
-    id: "state", width: "130px", label: "State", value: (r) => r.state,
+    id: "state", width: "122px", label: "State", value: (r) => r.state,
     paint: (td, v) => {
       const [label, tone] = fmt.state(v);
       td.innerHTML = "";
@@ -43,12 +43,12 @@ export const COLUMNS = [
       td.appendChild(pill);
     },
   },
-  { id: "dlspeed", width: "92px", label: "Down", num: true, value: (r) => r.dlspeed || 0, paint: (td, v) => text(td, fmt.speed(v)) },
-  { id: "upspeed", width: "92px", label: "Up", num: true, value: (r) => r.upspeed || 0, paint: (td, v) => text(td, fmt.speed(v)) },
-  { id: "ratio", width: "64px", label: "Ratio", num: true, value: (r) => Math.round((r.ratio || 0) * 100), paint: (td, v) => text(td, fmt.ratio(v / 100)) },
-  { id: "category", width: "110px", label: "Category", value: (r) => r.category || "", paint: (td, v) => { td.textContent = v; td.title = v; } },
-  { id: "tags", width: "120px", label: "Tags", value: (r) => r.tags || "", paint: (td, v) => { td.textContent = v; td.title = v; } },
-  { id: "added_on", width: "136px", label: "Added", num: true, value: (r) => r.added_on || 0, paint: (td, v) => text(td, fmt.date(v)) },
+  { id: "dlspeed", width: "86px", label: "Down", num: true, value: (r) => r.dlspeed || 0, paint: (td, v) => text(td, fmt.speed(v)) },
+  { id: "upspeed", width: "86px", label: "Up", num: true, value: (r) => r.upspeed || 0, paint: (td, v) => text(td, fmt.speed(v)) },
+  { id: "ratio", width: "56px", label: "Ratio", num: true, value: (r) => Math.round((r.ratio || 0) * 100), paint: (td, v) => text(td, fmt.ratio(v / 100)) },
+  { id: "category", width: "104px", label: "Category", value: (r) => r.category || "", paint: (td, v) => { td.textContent = v; td.title = v; } },
+  { id: "tags", width: "112px", label: "Tags", value: (r) => r.tags || "", paint: (td, v) => { td.textContent = v; td.title = v; } },
+  { id: "added_on", width: "124px", label: "Added", num: true, value: (r) => r.added_on || 0, paint: (td, v) => text(td, fmt.date(v)) },
 ];
 
 export class KeyedTable {
