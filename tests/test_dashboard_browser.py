@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -391,6 +392,13 @@ def test_instance_failure_shows_error_and_retry_countdown_then_recovers(page: Pa
                           "`path` to still include `root_path`, so every prefixed URL is a 404", strict=True)
 def test_works_below_a_base_path(page: Page, prefixed_demo: Demo) -> None:
     assert prefixed_demo.url.endswith("/qsse/")
+    try:
+        with urllib.request.urlopen(prefixed_demo.url + "healthz", timeout=10) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+        exc.close()
+    assert status == 200
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
 
