@@ -23,6 +23,7 @@ group and is never mutated after it is returned.
 from __future__ import annotations
 
 import collections
+import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,14 @@ from typing import Any
 from qsse.qbt.maindata import MainData
 from qsse.qbt.status import InstanceState
 from qsse.views import sorting
-from qsse.views.filters import Predicate, compile_filters, domains_by_hash, row_domains, uses_subcategories
+from qsse.views.filters import (
+    Predicate,
+    compile_filters,
+    domains_by_hash,
+    plan_columns,
+    row_domains,
+    uses_subcategories,
+)
 from qsse.views.options import Filters, ViewOptions
 from qsse.views.rows import CHECKING, DOWNLOADING, ERRORED, PAUSED, SEEDING, STATUS_NAMES, parse_tags, status_names
 from qsse.views.search import SearchText, compile_search, search_text
@@ -151,6 +159,29 @@ def _slow_stats(rows: Iterable[Row]) -> list[int]:
 _COUNT_FIELDS = ("state", "progress", "category", "tags", "size")
 
 
+class _Columns:
+    """One snapshot's rows as columns (read in C), for full passes: counting and the first
+    filtering of a new view. ``ok`` is False when some row is malformed (a missing field, a
+    non-string state, category or tags); full passes then go row by row."""
+
+    __slots__ = ("categories", "complete", "distinct", "hashes", "ok", "rows", "sizes", "states", "tags")
+
+    def __init__(self, torrents: Mapping[str, Row]) -> None:
+        self.hashes = list(torrents)
+        self.rows = list(torrents.values())
+        self.distinct: dict[str, set[str]] = {}
+        try:
+            self.states, progress, self.categories, self.tags, self.sizes = _columns(self.rows, _COUNT_FIELDS)
+            for name, column in (("state", self.states), ("category", self.categories), ("tags", self.tags)):
+                values = self.distinct[name] = set(column)
+                if not all(type(v) is str for v in values):
+                    raise TypeError("non-string value")
+            self.complete = [p >= 1 for p in progress]
+            self.ok = True
+        except (KeyError, TypeError):
+            self.ok = False
+
+
 class _Counts:
     """Whole-library counts of one instance, kept by the distinct *values* they derive from
     (states, category strings, tags strings, domain tuples): a library has thousands of rows
@@ -179,14 +210,17 @@ class _Counts:
         self.by_domains: Counter[tuple[str, ...]] = Counter()
         self.total = 0
 
-    def recount(self, torrents: Mapping[str, Row], domains: Mapping[str, tuple[str, ...]]) -> None:
-        rows = list(torrents.values())
-        try:
-            states, progress, categories, tags, sizes = _columns(rows, _COUNT_FIELDS)
-            if not all(type(v) is str for v in (*set(states), *set(categories), *set(tags))):
-                raise TypeError("non-string value")
-            complete = [p >= 1 for p in progress]
-        except (KeyError, TypeError):  # malformed rows: normalise them one by one
+    def recount(self, torrents: Mapping[str, Row], domains: Mapping[str, tuple[str, ...]], cols: _Columns) -> None:
+        rows = cols.rows
+        if cols.ok:
+            states, complete, categories, tags, sizes = (
+                cols.states,
+                cols.complete,
+                cols.categories,
+                cols.tags,
+                cols.sizes,
+            )
+        else:  # malformed rows: normalise them one by one
             states = [_str(row.get("state")) for row in rows]
             complete = [_complete(row) for row in rows]
             categories = [_str(row.get("category")) for row in rows]
@@ -290,6 +324,25 @@ def _sum_counts(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _touched(old: Mapping[str, Row], new: Mapping[str, Row]) -> frozenset[str]:
+    """Hashes whose row object differs between two snapshots (added and removed included).
+
+    The merger copies the old dict and replaces values in place, so both snapshots list their
+    rows in the same order: comparing the value lists position by position (in C) finds every
+    replaced row. Where the order differs (additions, removals, a full update), unchanged rows
+    are merely reported too, which only costs a re-check; a changed row is never missed, since
+    its new object cannot sit where the old dict held that same object.
+    """
+    new_keys = list(new)
+    flagged = compress(new_keys, map(operator.is_not, new.values(), old.values()))
+    touched = set(flagged)
+    if len(new_keys) > len(old):
+        touched.update(new_keys[len(old) :])
+    if len(new_keys) != len(old) or touched:
+        touched.update(old.keys() - new.keys())
+    return frozenset(touched)
+
+
 # -- per-instance cache -------------------------------------------------------------------
 
 
@@ -311,6 +364,7 @@ class _Instance:
         self.counts = _Counts()
         self._counts_json: tuple[int, dict[str, Any]] | None = None
         self._tags_json: tuple[tuple[str, ...], list[str]] | None = None
+        self._columns: tuple[int, _Columns] | None = None
         self.page_rows: dict[str, tuple[Row, dict[str, Any]]] = {}
         self.search_texts: dict[str, tuple[Row, SearchText]] = {}
         self.cross_rows: dict[str, tuple[Row, str, dict[str, Any]]] = {}
@@ -339,13 +393,9 @@ class _Instance:
         elif new_rows is old.torrents:
             touched = frozenset()
         else:
-            old_rows = old.torrents
-            get = old_rows.get
-            touched = frozenset([h for h, row in new_rows.items() if get(h) is not row]).union(
-                old_rows.keys() - new_rows.keys()
-            )
+            touched = _touched(old.torrents, new_rows)
         if old is None or touched is None or context_changed or len(touched) > len(new_rows) * REPLAY_LIMIT:
-            self.counts.recount(new_rows, self.domains)
+            self.counts.recount(new_rows, self.domains, self._columns_of(data))
         else:
             for h in touched:
                 before = old.torrents.get(h)
@@ -366,6 +416,17 @@ class _Instance:
         self.gen += 1
         self.history.append((self.gen, touched))
         self.data = data
+
+    def _columns_of(self, data: MainData) -> _Columns:
+        cols = _Columns(data.torrents)
+        self._columns = (self.gen + 1, cols)  # advance() is about to move to gen + 1
+        return cols
+
+    def columns(self) -> _Columns:
+        assert self.data is not None
+        if self._columns is None or self._columns[0] != self.gen:
+            self._columns = (self.gen, _Columns(self.data.torrents))
+        return self._columns[1]
 
     def touched_since(self, gen: int) -> set[str] | None:
         """Hashes touched after snapshot ``gen``; None when the history does not reach back."""
@@ -614,14 +675,20 @@ class ViewEngine:
     def _predicate(self, view: _View, inst: _Instance) -> Predicate | None:
         filters = view.key.filters
         expr = self._expr(filters.expr) if filters.expr else None
-        matcher = self._search(view.key.search)
-        search: Predicate | None = None
-        if matcher is not None:
-            text_of = inst.search_text
-            search = lambda h, row: matcher(text_of(h, row))  # noqa: E731
         return compile_filters(
-            filters, subcategories=inst.subcategories, domains=inst.domains, expr=expr, search=search
+            filters,
+            subcategories=inst.subcategories,
+            domains=inst.domains,
+            expr=expr,
+            search=self._search_predicate(view, inst),
         )
+
+    def _search_predicate(self, view: _View, inst: _Instance) -> Predicate | None:
+        matcher = self._search(view.key.search)
+        if matcher is None:
+            return None
+        text_of = inst.search_text
+        return lambda h, row: matcher(text_of(h, row))
 
     def _recompute(self, view: _View, members: list[tuple[InstanceState, _Instance]]) -> None:
         entries: list[sorting.Entry] = []
@@ -635,11 +702,7 @@ class ViewEngine:
             view.predicates[iid] = predicate
             view.gens[iid] = inst.gen
             view.contexts[iid] = inst.context_gen
-            torrents = inst.data.torrents
-            if predicate is None:
-                matched = dict(torrents)
-            else:
-                matched = {h: row for h, row in torrents.items() if predicate(h, row)}
+            matched = self._full_pass(view, inst, predicate)
             view.rows[iid] = matched
             entries.extend([make(row, h, iid) for h, row in matched.items()])
             for i, v in enumerate(_bulk_stats(matched.values())):
@@ -648,6 +711,41 @@ class ViewEngine:
         view.entries = entries
         view.stats = stats
         view.stats_json = {}
+
+    def _full_pass(self, view: _View, inst: _Instance, predicate: Predicate | None) -> dict[str, Row]:
+        """The filtered rows of one instance, from scratch: the single-column filters once per
+        distinct value over the columns, the rest row by row on the survivors."""
+        assert inst.data is not None
+        torrents = inst.data.torrents
+        if predicate is None:
+            return dict(torrents)
+        cols = inst.columns()
+        plan = (
+            plan_columns(
+                view.key.filters,
+                subcategories=inst.subcategories,
+                domains=inst.domains,
+                expr=self._expr(view.key.filters.expr) if view.key.filters.expr else None,
+                search=self._search_predicate(view, inst),
+            )
+            if cols.ok
+            else None
+        )
+        if plan is None:
+            return {h: row for h, row in torrents.items() if predicate(h, row)}
+        selected: Sequence[int] = range(len(cols.hashes))
+        for name, column, test in (
+            ("state", cols.states, plan.state),
+            ("category", cols.categories, plan.category),
+            ("tags", cols.tags, plan.tags),
+        ):
+            if test is not None:
+                allowed = {value for value in cols.distinct[name] if test(value)}
+                selected = list(compress(selected, map(allowed.__contains__, map(column.__getitem__, selected))))
+        hashes, rows, rest = cols.hashes, cols.rows, plan.rest
+        if rest is None:
+            return {hashes[i]: rows[i] for i in selected}
+        return {hashes[i]: rows[i] for i in selected if rest(hashes[i], rows[i])}
 
     def _update(self, view: _View, members: list[tuple[InstanceState, _Instance]]) -> None:
         plan: list[tuple[_Instance, set[str]]] = []

@@ -8,6 +8,7 @@ library of 50k torrents has only dozens of those.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -183,6 +184,61 @@ def compile_filters(
 
 
 ValueTest = Callable[[str, float, str, str], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnPlan:
+    """The filters split for a full pass over an instance's columns: a keep-test per column
+    value (answered once per *distinct* value), then a row predicate for the rest."""
+
+    state: Callable[[str], bool] | None
+    category: Callable[[str], bool] | None
+    tags: Callable[[str], bool] | None
+    rest: Predicate | None
+
+
+def plan_columns(
+    filters: Filters,
+    *,
+    subcategories: bool,
+    domains: Mapping[str, tuple[str, ...]],
+    expr: Callable[[Row], bool] | None,
+    search: Predicate | None,
+) -> ColumnPlan | None:
+    """None when a filter needs more than one column at once ("completed" reads progress)."""
+    if "completed" in filters.status or "completed" in filters.exclude_status:
+        return None
+
+    def both(
+        names: tuple[str, ...], excluded: tuple[str, ...], make: Callable[[tuple[str, ...]], Callable[[str], bool]]
+    ) -> Callable[[str], bool] | None:
+        keep = make(names) if names else None
+        drop = make(excluded) if excluded else None
+        if keep is None and drop is None:
+            return None
+        return lambda value: (keep is None or keep(value)) and (drop is None or not drop(value))
+
+    def status_of(names: tuple[str, ...]) -> Callable[[str], bool]:
+        test = _status_test(names)
+        return lambda state: test(state, 0)
+
+    rest = compile_filters(
+        Filters(
+            hashes=filters.hashes,
+            trackers=filters.trackers,
+            exclude_trackers=filters.exclude_trackers,
+        ),
+        subcategories=subcategories,
+        domains=domains,
+        expr=expr,
+        search=search,
+    )
+    return ColumnPlan(
+        state=both(filters.status, filters.exclude_status, status_of),
+        category=both(filters.categories, filters.exclude_categories, lambda n: _category_test(n, subcategories)),
+        tags=both(filters.tags, filters.exclude_tags, _tags_test),
+        rest=rest,
+    )
 
 
 def _on_status(test: Callable[[str, float], bool], keep: bool) -> ValueTest:

@@ -101,13 +101,14 @@ def tracker_domain(url: str) -> str:
     return (host or url).lower()
 
 
-_FOLD = str.maketrans({c: " " for c in "._-[](){}"})
+#: Characters the normalised search text folds to spaces.
+FOLD = str.maketrans({c: " " for c in "._-[](){}"})
 
 
 @lru_cache(maxsize=65536)
 def normalise(text: str) -> str:
     """Lower case, with ``._-[](){}`` and runs of white space folded to one space."""
-    return " ".join(text.lower().translate(_FOLD).split())
+    return " ".join(text.lower().translate(FOLD).split())
 
 
 _HEX = re.compile(r"[0-9a-f]+")

@@ -28,13 +28,13 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import LCSseq
 
-from qsse.views.rows import is_hex, normalise, parse_tags
+from qsse.views.rows import FOLD, is_hex, normalise, parse_tags
 
 Row = Mapping[str, Any]
 FUZZY_MIN_LENGTH = 4
@@ -42,29 +42,37 @@ FUZZY_MIN_LENGTH = 4
 _SEP = "\x00"
 
 
-@dataclass(frozen=True, slots=True)
-class SearchText:
+class SearchText(NamedTuple):
     """The searchable fields of one row, folded."""
 
-    fields: tuple[str, ...]  # lower-cased name, category, then each tag
-    joined: str  # the same, joined by NUL
-    normalised: str  # normalised fields joined by NUL
+    joined: str  # lower-cased name, category and each tag, joined by NUL
+    normalised: str  # the same, normalised (NUL is not white space, so it survives)
     name: str  # the normalised name
     hashes: str  # lower-cased hash, infohash_v1, infohash_v2 joined by NUL
 
 
+@lru_cache(maxsize=4096)
+def _tags_joined(tags: str) -> str:
+    return _SEP.join(parse_tags(tags))
+
+
 def search_text(row: Row) -> SearchText:
-    name = _s(row.get("name"))
-    category = _s(row.get("category"))
-    tags_text = _s(row.get("tags"))
-    fields = (name.lower(), category.lower(), *parse_tags(tags_text.lower()))
-    nname = normalise(name)
+    name, category, tags = row.get("name"), row.get("category"), row.get("tags")
+    joined = _SEP.join(
+        (
+            name if isinstance(name, str) else "",
+            category if isinstance(category, str) else "",
+            _tags_joined(tags) if isinstance(tags, str) else "",
+        )
+    ).lower()
+    # Folding the joined text at once equals folding each field: a search text is stripped and
+    # holds no NUL, so the spaces folding may leave beside a NUL never matter.
+    normalised = " ".join(joined.translate(FOLD).split())
     return SearchText(
-        fields=fields,
-        joined=_SEP.join(fields),
-        normalised=_SEP.join((nname, *(normalise(f) for f in fields[1:]))),
-        name=nname,
-        hashes=_SEP.join(_s(row.get(k)).lower() for k in ("hash", "infohash_v1", "infohash_v2")),
+        joined=joined,
+        normalised=normalised,
+        name=normalised.split(_SEP, 1)[0].rstrip(),
+        hashes=_SEP.join(str(row.get(k) or "") for k in ("hash", "infohash_v1", "infohash_v2")).lower(),
     )
 
 
@@ -93,7 +101,7 @@ def _glob(pattern: str) -> Callable[[SearchText], bool]:
     match = re.compile(fnmatch.translate(pattern.lower()), re.DOTALL).match
 
     def matches(st: SearchText) -> bool:
-        return any(match(field) for field in st.fields)
+        return any(match(field) for field in st.joined.split(_SEP))
 
     return matches
 
