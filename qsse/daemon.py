@@ -24,6 +24,8 @@ from hypercorn.trio import serve
 from qsse.config import Config
 from qsse.qbt.client import QbtClient
 from qsse.qbt.sync import ClientFactory, InstanceSupervisor
+from qsse.stream import StreamManager
+from qsse.views.engine import ViewEngine
 from qsse.web.app import create_app
 from qsse.web.metrics import Sample
 
@@ -39,6 +41,7 @@ class Daemon:
     def __init__(self, config: Config, *, client_factory: ClientFactory = QbtClient) -> None:
         self.config = config
         self.supervisor = InstanceSupervisor(config.instances, config.sync, client_factory)
+        self.streams = StreamManager(self.supervisor, ViewEngine(), heartbeat=config.sync.heartbeat)
         self.app = create_app(self)
         self.stopping = trio.Event()
 
@@ -50,6 +53,7 @@ class Daemon:
         async with trio.open_nursery() as root:
             root.start_soon(self._watch_signals, root.cancel_scope, name="signals")
             await root.start(self.supervisor.run)
+            await root.start(self.streams.run)
             bound: list[str] = await root.start(
                 partial(serve, self._asgi(), self._hypercorn_config(), shutdown_trigger=self.stopping.wait)
             )
@@ -57,16 +61,15 @@ class Daemon:
             task_status.started(bound)
             await self.stopping.wait()
             log.info("shutting down (deadline %.0fs)", self.config.server.shutdown_timeout)
-            root.cancel_scope.deadline = trio.current_time() + self.config.server.shutdown_timeout
-            await self._end_sessions()
+            deadline = trio.current_time() + self.config.server.shutdown_timeout
+            root.cancel_scope.deadline = deadline
+            # Sessions end first, so hypercorn's graceful wait never has to cut an endless response.
+            await self.streams.shutdown(deadline)
             root.cancel_scope.cancel()
         log.info("stopped")
 
     def stop(self) -> None:
         self.stopping.set()
-
-    async def _end_sessions(self) -> None:
-        """Hook for the stream manager: end SSE sessions so hypercorn's graceful wait is short."""
 
     async def _watch_signals(self, root_scope: trio.CancelScope) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -102,11 +105,17 @@ class Daemon:
         return strip_base_path
 
     def metric_samples(self) -> Iterator[Sample]:
-        stats = self.supervisor.statistics()
-        yield Sample("qsse_active_sync_loops", stats.active_loops, "Sync loops running now")
+        stats = self.streams.statistics()
+        yield Sample("qsse_active_sessions", stats.active_sessions, "SSE connections open now")
+        yield Sample("qsse_active_subscriptions", stats.active_subscriptions, "Stream subscriptions open now")
+        yield Sample("qsse_active_groups", stats.active_groups, "Distinct views being computed")
+        yield Sample("qsse_active_sync_loops", stats.active_sync_loops, "Sync loops running now")
+        yield Sample("qsse_events_published_total", stats.events_published, "Events queued for clients", "counter")
+        yield Sample("qsse_events_dropped_total", stats.events_dropped, "Events lost (full queues)", "counter")
         yield Sample("qsse_sync_errors_total", stats.sync_errors, "Failed sync polls", "counter")
-        yield Sample("qsse_sync_events_dropped_total", stats.events_dropped, "Sync events lost by slow listeners",
-                     "counter")
+        yield Sample("qsse_sessions_dropped_slow_total", stats.sessions_dropped_slow,
+                     "SSE sessions ended for not keeping up", "counter")
+        yield Sample("qsse_bytes_sent_total", stats.bytes_sent, "Bytes written to SSE clients", "counter")
         for state in self.supervisor.states():
             labels = (("instance", str(state.instance_id)), ("name", state.name))
             yield Sample("qsse_instance_up", 1.0 if state.connected else 0.0, "Last sync succeeded", labels=labels)

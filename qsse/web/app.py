@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from qsse.qbt.status import InstanceState
 from qsse.timefmt import rfc3339
 from qsse.web.metrics import render_metrics
+from qsse.web.stream_routes import register_stream_routes
 
 if TYPE_CHECKING:
     from qsse.daemon import Daemon
@@ -36,6 +37,8 @@ def create_app(daemon: Daemon) -> QuartTrio:
     async def metrics() -> Response:
         body = render_metrics(daemon.metric_samples())
         return Response(body, content_type="text/plain; version=0.0.4; charset=utf-8")
+
+    register_stream_routes(app, daemon.streams)
 
     # The dashboard: static files shipped in the package; it uses relative URLs, so it works
     # under server.base_path too.

@@ -24,9 +24,15 @@ def render_metrics(samples: Iterable[Sample]) -> str:
             lines.append(f"# HELP {s.name} {s.help}")
             lines.append(f"# TYPE {s.name} {s.kind}")
         labels = ",".join(f'{k}="{_escape(v)}"' for k, v in s.labels)
-        lines.append(f"{s.name}{{{labels}}} {s.value:g}" if labels else f"{s.name} {s.value:g}")
+        value = _number(s.value)
+        lines.append(f"{s.name}{{{labels}}} {value}" if labels else f"{s.name} {value}")
     return "\n".join(lines) + "\n"
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    # Exact integers as integers; otherwise full precision (a Unix timestamp needs 13 digits).
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
