@@ -171,6 +171,7 @@ class StreamManager:
                 await self._sessions_gone.wait()
         for session in list(self._sessions.values()):
             session.evict("shutdown deadline passed")
+            self._session_ended(session)  # its task may need a checkpoint to end: count it gone now
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel(reason="stream manager shut down")
             with trio.move_on_at(deadline):

@@ -10,6 +10,7 @@ Quart cancelled — unregisters the session at once.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -119,3 +120,31 @@ def register_stream_routes(
     app.add_url_rule("/stream", "stream", stream, methods=["GET"])
     app.add_url_rule("/api/stream", "api_stream", stream, methods=["GET"])
     app.add_url_rule("/api/activity", "api_activity", post_activity, methods=["POST"])
+
+
+def stream_bind(listen: str, *, write_timeout: float) -> str:
+    """A hypercorn ``bind`` for ``listen`` (``host:port``) whose connections abort when a client stops reading.
+
+    hypercorn writes to the socket inside a shield without a timeout (``TCPServer.protocol_send``),
+    so a client whose TCP window stays at zero would hold its handler, and with it the daemon's
+    shutdown, forever. ``TCP_USER_TIMEOUT`` makes the kernel abort such a connection once data has
+    waited ``write_timeout`` seconds; accepted sockets inherit it (and ``TCP_NODELAY``) from the
+    listening one. Returns ``fd://N``: hypercorn takes the socket over. ``unix:``/``fd://`` binds,
+    and systems without ``TCP_USER_TIMEOUT``, get ``listen`` back unchanged.
+    """
+    user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if user_timeout is None or listen.startswith(("unix:", "fd://")):
+        return listen
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, user_timeout, max(1, int(write_timeout * 1000)))
+        sock.bind((host, int(port)))
+    except BaseException:
+        sock.close()
+        raise
+    return f"fd://{sock.detach()}"
