@@ -21,6 +21,7 @@ counters at zero.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -35,6 +36,8 @@ from qsse.stream.group import ChainEncoder, Group, ViewBuilder, sync_error_frame
 from qsse.stream.session import Counters, Member, Session
 from qsse.stream.sse import encode_key
 from qsse.views.options import Subscription, ViewOptionsError, parse_streams
+
+log = logging.getLogger(__name__)
 
 
 class Supervisor(Protocol):
@@ -342,6 +345,9 @@ class StreamManager:
     def _session_ended(self, session: Session) -> None:
         if self._sessions.pop(session.id, None) is None:
             return
+        reason = session.end_reason or "ended"
+        level = logging.WARNING if reason.startswith("client too slow") else logging.DEBUG
+        log.log(level, "stream session %d (%d subscriptions) ended: %s", session.id, len(session.members), reason)
         self.activity.discard(session)
         for member in session.members:
             member.active = False
