@@ -17,6 +17,7 @@ result, so a first subscriber sees real data rather than an empty, not-yet-synce
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -29,6 +30,8 @@ from qsse.stream.sse import FrameTemplate, Meta, frame, retry_seconds
 from qsse.views.options import ViewOptions
 
 Response = dict[str, Any]
+
+log = logging.getLogger(__name__)
 
 
 class ViewBuilder(Protocol):
@@ -149,6 +152,7 @@ class Group:
         try:
             response = self._engine.build(self.options, states, now=now)
         except Exception as exc:  # a bug or bad data in one view must not take the daemon down
+            log.exception("building the view of group %s failed", self.key)
             self._fan_out_error(f"Failed to build the view: {exc}", states, now)
             return
         template: FrameTemplate | None = None
@@ -162,6 +166,7 @@ class Group:
         except Exception as exc:
             # The chain may have advanced past what members hold: restart it, so the next
             # successful tick sends everyone a full `update`.
+            log.exception("encoding the view of group %s failed", self.key)
             self._encoder.reset()
             self._fan_out_error(f"Failed to encode the view: {exc}", states, now)
             return
