@@ -69,6 +69,7 @@ class FakeSupervisor:
         *,
         full_update: bool = False,
         initial: bool = False,
+        changed: frozenset[str] | None = None,
     ) -> None:
         old = self._states[instance_id]
         data = MainData(rid=old.data.rid + 1, torrents=dict(torrents))
@@ -81,8 +82,8 @@ class FakeSupervisor:
         state = replace(old, health=Health.SYNCING, data=data, last_success=1_700_000_100.0 + data.rid,
                         last_error=None, retry_in=None)
         self._states[instance_id] = state
-        diff = Diff(full_update=full_update, initial=initial, added=added, changed=frozenset(torrents),
-                    removed=removed, completed=completed)
+        diff = Diff(full_update=full_update, initial=initial, added=added,
+                    changed=frozenset(torrents) if changed is None else changed, removed=removed, completed=completed)
         self._send(SyncSucceeded(state, diff, old.health))
 
     def fail(self, instance_id: int, *, retry_in: float = 8.0, auth: bool = False) -> None:

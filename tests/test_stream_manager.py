@@ -131,6 +131,20 @@ async def test_unchanged_view_sends_nothing_but_heartbeats(env: Env, autojump_cl
         assert len(seen) == 1  # 6 s of silence but one heartbeat
 
 
+async def test_a_poll_that_changed_nothing_costs_no_build(env: Env, autojump_clock: Any) -> None:
+    async with env.manager.open_session(env.batch({"key": "k", "instanceId": 1})) as body:
+        await Client(body).next()
+        builds = env.engine.builds
+        for _ in range(5):
+            env.supervisor.succeed(1, torrents("1a", "1b"), changed=frozenset())
+            await trio.sleep(2)
+        assert env.engine.builds == builds
+        env.supervisor.fail(1)
+        env.supervisor.succeed(1, torrents("1a", "1b"), changed=frozenset())  # back to syncing: rebuilt
+        await trio.testing.wait_all_tasks_blocked()
+        assert env.engine.builds == builds + 1
+
+
 async def test_burst_of_sync_events_coalesces_into_one_build(env: Env, autojump_clock: Any) -> None:
     async with env.manager.open_session(env.batch({"key": "k", "instanceId": 1})) as body:
         client = Client(body)

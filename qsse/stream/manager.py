@@ -371,8 +371,11 @@ class StreamManager:
         state = event.state
         groups = list(self._groups_by_instance.get(state.instance_id, ()))
         if isinstance(event, SyncSucceeded):
-            for group in groups:
-                group.trigger(full_update=event.diff.full_update)
+            # A poll that changed nothing (and no health change) cannot change any view: an idle
+            # library costs no builds at all, not just no frames.
+            if not (event.diff.empty and event.previous_health is state.health):
+                for group in groups:
+                    group.trigger(full_update=event.diff.full_update)
             for kind, torrent_hash in diff_activity(event.diff):
                 self.activity.publish(kind, state.instance_id, torrent_hash)
         elif isinstance(event, SyncFailed) and groups:
