@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import trio
 
 from qsse.qbt.status import Health, InstanceState
-from qsse.stream.session import Counters, Member
+from qsse.stream.session import Member
 from qsse.stream.sse import FrameTemplate, Meta, frame, retry_seconds
 from qsse.views.options import ViewOptions
 
@@ -78,7 +78,6 @@ class Group:
         engine: ViewBuilder,
         encoder: ChainEncoder,
         state_of: Callable[[int], InstanceState],
-        counters: Counters,
         init_wait: float = 10.0,
     ) -> None:
         self.key = key
@@ -90,7 +89,6 @@ class Group:
         self._engine = engine
         self._encoder = encoder
         self._state_of = state_of
-        self._counters = counters
         self._init_wait = init_wait
         self._wakeup = trio.Event()
         self._pending = False

@@ -305,7 +305,6 @@ class StreamManager:
             engine=self._engine,
             encoder=self._new_encoder(),
             state_of=self._supervisor.state,
-            counters=self.counters,
             init_wait=self._init_wait,
         )
         acquired: list[int] = []
