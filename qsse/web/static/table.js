@@ -15,8 +15,8 @@ function text(td, value) {
 // Each column: id (also the sort field), label, value(row) → a primitive that decides whether
 // the cell is repainted, paint(td, value, row).
 export const COLUMNS = [
-  { id: "name", width: "minmax(200px, 1fr)", label: "Name", value: (r) => r.name || r.hash, paint: (td, v) => { td.textContent = v; td.title = v; } },
-  { id: "instance", width: "130px", label: "Instance", aggregatedOnly: true, value: (r) => r.instance_name || String(r.instance_id), paint: text },
+  { id: "name", width: "minmax(180px, 1fr)", label: "Name", value: (r) => r.name || r.hash, paint: (td, v) => { td.textContent = v; td.title = v; } },
+  { id: "instance", width: "140px", label: "Instance", aggregatedOnly: true, value: (r) => r.instance_name || String(r.instance_id), paint: text },
   {
     id: "size", width: "78px", label: "Size", num: true, value: (r) => r.size || 0,
     paint: (td, v) => { td.textContent = fmt.bytes(v); td.title = `${SIZE_TITLE.format(v)} bytes`; },
@@ -48,7 +48,7 @@ export const COLUMNS = [
   { id: "ratio", width: "56px", label: "Ratio", num: true, value: (r) => Math.round((r.ratio || 0) * 100), paint: (td, v) => text(td, fmt.ratio(v / 100)) },
   { id: "category", width: "104px", label: "Category", value: (r) => r.category || "", paint: (td, v) => { td.textContent = v; td.title = v; } },
   { id: "tags", width: "112px", label: "Tags", value: (r) => r.tags || "", paint: (td, v) => { td.textContent = v; td.title = v; } },
-  { id: "added_on", width: "124px", label: "Added", num: true, value: (r) => r.added_on || 0, paint: (td, v) => text(td, fmt.date(v)) },
+  { id: "added_on", width: "134px", label: "Added", num: true, value: (r) => r.added_on || 0, paint: (td, v) => text(td, fmt.date(v)) },
 ];
 
 export class KeyedTable {
