@@ -437,6 +437,23 @@ async def test_groups_share_views_and_drive_sync_loop_reference_counts(env: Env,
     assert_idle(env)
 
 
+async def test_unregistering_a_subscription_still_waiting_for_its_init_unblocks_the_next(
+    env: Env, autojump_clock: Any
+) -> None:
+    env.supervisor.set_health(2, Health.IDLE)
+    batch = env.batch({"key": "waiting", "instanceId": 2}, {"key": "ready", "instanceId": 1})
+    async with env.manager.open_session(batch) as body:
+        client = Client(body)
+        await trio.sleep(1)
+        [waiting, _] = env.manager.subscription_ids(next(iter(env.manager._sessions)))
+        start = trio.current_time()
+        env.manager.unregister(waiting)
+        name, init = await client.next()
+        assert (name, init["meta"]["streamKey"]) == ("init", "ready")
+        assert trio.current_time() == start
+        assert env.supervisor.demand[2] == 0
+
+
 async def test_many_connect_disconnect_cycles_leave_nothing_behind(env: Env, autojump_clock: Any) -> None:
     rng = random.Random(7)
     views = [{"instanceId": 1}, {"instanceId": 2, "sort": "name"}, {"instanceIds": [1, 3]}, {"instanceId": 3}]
