@@ -11,6 +11,7 @@ every tick.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -339,7 +340,8 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 20_000, 50_000]
     repeat = 3 if args.quick else 7
-    print(f"python {sys.version.split()[0]}; median of {repeat} runs; times in ms (engine | baseline)")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"python {sys.version.split()[0]}; {os.cpu_count()} cpus, load average {load}; median of {repeat} runs")
     print()
     print(f"| {'torrents':>8} | {'measure':<38} | {'engine ms':>9} | {'baseline ms':>11} | {'speed-up':>8} |")
     print(f"|{'-' * 10}|{'-' * 40}|{'-' * 11}|{'-' * 13}|{'-' * 10}|")

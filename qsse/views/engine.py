@@ -230,8 +230,7 @@ class _Counts:
         self.complete_by_state = Counter(compress(states, complete))
         self.by_category = Counter(categories)
         self.by_tags = Counter(tags)
-        self.category_size = _sums(categories, sizes)
-        self.tags_size = _sums(tags, sizes)
+        self.category_size, self.tags_size = _sums(categories, tags, sizes)
         by_domains: Counter[tuple[str, ...] | None] = Counter(map(domains.get, torrents))
         unmapped = by_domains.pop(None, 0)
         if unmapped:
@@ -300,12 +299,17 @@ def _complete(row: Row) -> bool:
     return isinstance(progress, int | float) and progress >= 1
 
 
-def _sums(keys: list[str], sizes: list[Any]) -> Counter[str]:
-    out: dict[str, int] = {}
-    get = out.get
-    for key, size in zip(keys, sizes, strict=True):
-        out[key] = get(key, 0) + (size if type(size) is int else _int(size))
-    return Counter(out)
+def _sums(categories: list[str], tags: list[str], sizes: list[Any]) -> tuple[Counter[str], Counter[str]]:
+    """Total size per category and per tags string, in one pass."""
+    by_category: dict[str, int] = {}
+    by_tags: dict[str, int] = {}
+    category_get, tags_get = by_category.get, by_tags.get
+    for category, t, size in zip(categories, tags, sizes, strict=True):
+        if type(size) is not int:
+            size = _int(size)
+        by_category[category] = category_get(category, 0) + size
+        by_tags[t] = tags_get(t, 0) + size
+    return Counter(by_category), Counter(by_tags)
 
 
 def _fallback_domains(row: Row) -> tuple[str, ...]:

@@ -46,7 +46,12 @@ def domains_by_hash(trackers: Mapping[str, Iterable[str]]) -> dict[str, tuple[st
         if not domain:
             continue
         single = (domain,)
-        for h in hashes:
+        chunk = dict.fromkeys(hashes, single)
+        if out.keys().isdisjoint(chunk):
+            # The common case (one tracker per torrent so far): merge in C.
+            out.update(chunk)
+            continue
+        for h in chunk:
             current = get(h)
             if current is None:
                 out[h] = single

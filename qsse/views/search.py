@@ -48,7 +48,7 @@ class SearchText(NamedTuple):
     joined: str  # lower-cased name, category and each tag, joined by NUL
     normalised: str  # the same, normalised (NUL is not white space, so it survives)
     name: str  # the normalised name
-    hashes: str  # lower-cased hash, infohash_v1, infohash_v2 joined by NUL
+    row: Row  # for the rare hex search, which also looks at the hashes
 
 
 @lru_cache(maxsize=4096)
@@ -72,7 +72,7 @@ def search_text(row: Row) -> SearchText:
         joined=joined,
         normalised=normalised,
         name=normalised.split(_SEP, 1)[0].rstrip(),
-        hashes=_SEP.join(str(row.get(k) or "") for k in ("hash", "infohash_v1", "infohash_v2")).lower(),
+        row=row,
     )
 
 
@@ -123,7 +123,7 @@ def _plain(raw: str) -> Callable[[SearchText], bool]:
     def matches(st: SearchText) -> bool:
         if text in st.joined:
             return True
-        if hex_only and text in st.hashes:
+        if hex_only and text in _hashes(st.row):
             return True
         if not norm:
             return False
@@ -145,5 +145,5 @@ def _plain(raw: str) -> Callable[[SearchText], bool]:
     return matches
 
 
-def _s(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+def _hashes(row: Row) -> str:
+    return _SEP.join(str(row.get(k) or "") for k in ("hash", "infohash_v1", "infohash_v2")).lower()
