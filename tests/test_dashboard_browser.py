@@ -380,6 +380,12 @@ def test_instance_failure_shows_error_and_retry_countdown_then_recovers(page: Pa
     connected_before = reconnected.count()
     expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live")  # the daemon is fine
     _screenshot(page, "dashboard-instance-down.png")
+    # A view of the other instance gets no stream-error for this one: healthz still tells.
+    page.get_by_test_id("instance-picker").select_option("1")
+    expect(page.locator(f"{TABLE}:not(.stale)")).to_have_attribute("data-instance", "1", timeout=LIVE_TIMEOUT_MS)
+    expect(status).to_have_attribute("data-state", "down", timeout=10_000)
+    expect(page.get_by_test_id("instance-error-2")).to_contain_text("Sync with qBittorrent failed")
+    page.get_by_test_id("instance-picker").select_option("all")
 
     demo.signal(signal.SIGUSR2)  # back on the same port
 

@@ -179,7 +179,10 @@ function renderInstances() {
   box.textContent = "";
   const now = Date.now();
   for (const inst of instances) {
-    const err = instanceErrors.get(inst.id);
+    // A stream-error (with its retry time) for the instances this view depends on; for the
+    // others, what healthz knows.
+    const failing = inst.state === "down" || inst.state === "auth_failed";
+    const err = instanceErrors.get(inst.id) || (failing && inst.lastError ? { text: inst.lastError, retryAt: 0 } : null);
     const chip = document.createElement("div");
     chip.className = "inst";
     chip.dataset.testid = `instance-status-${inst.id}`;
