@@ -101,14 +101,23 @@ def tracker_domain(url: str) -> str:
     return (host or url).lower()
 
 
-#: Characters the normalised search text folds to spaces.
-FOLD = str.maketrans({c: " " for c in "._-[](){}"})
+# str.translate looks every character up in a dict; bytes.translate is a table lookup, ten
+# times faster. Translating the UTF-8 bytes is exact: the folded characters are ASCII, and the
+# bytes of a multi-byte character are all >= 0x80. surrogatepass keeps lone surrogates, which
+# JSON can carry, round-tripping.
+_FOLD = bytes.maketrans(b"._-[](){}", b" " * 9)
+
+
+def fold(text: str) -> str:
+    """``._-[](){}`` and runs of white space folded to one space (case kept)."""
+    folded = text.encode("utf-8", "surrogatepass").translate(_FOLD).decode("utf-8", "surrogatepass")
+    return " ".join(folded.split())
 
 
 @lru_cache(maxsize=65536)
 def normalise(text: str) -> str:
     """Lower case, with ``._-[](){}`` and runs of white space folded to one space."""
-    return " ".join(text.lower().translate(FOLD).split())
+    return fold(text.lower())
 
 
 _HEX = re.compile(r"[0-9a-f]+")

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 from rapidfuzz import fuzz
 from rapidfuzz.distance import LCSseq
 
-from qsse.views.rows import FOLD, is_hex, normalise, parse_tags
+from qsse.views.rows import fold, is_hex, normalise, parse_tags
 
 Row = Mapping[str, Any]
 FUZZY_MIN_LENGTH = 4
@@ -67,7 +67,7 @@ def search_text(row: Row) -> SearchText:
     ).lower()
     # Folding the joined text at once equals folding each field: a search text is stripped and
     # holds no NUL, so the spaces folding may leave beside a NUL never matter.
-    normalised = " ".join(joined.translate(FOLD).split())
+    normalised = fold(joined)
     return SearchText(
         joined=joined,
         normalised=normalised,
