@@ -188,8 +188,8 @@ def test_counts_match_reference(data: MainData, options: ViewOptions) -> None:
 
 @settings(max_examples=150)
 @given(
-    first=libraries(),
-    later=st.lists(libraries(), min_size=1, max_size=4),
+    first=st.one_of(libraries(), st.deferred(lambda: damaged())),
+    later=st.lists(st.one_of(libraries(), st.deferred(lambda: damaged())), min_size=1, max_size=4),
     views=st.lists(view_options(), min_size=1, max_size=3),
     keep=st.floats(0, 1),
 )
@@ -451,3 +451,33 @@ def test_expr_filter() -> None:
     )
     assert hashes(data, filters=Filters(expr='Ratio > 2 && State == "stalledUP"')) == ["a" * 40]
     assert hashes(data, filters=Filters(expr="ratio > 2", status=("stalled",))) == ["a" * 40]
+
+
+@st.composite
+def damaged(draw: st.DrawFn) -> MainData:
+    """A library whose rows lack fields or carry nulls, as a buggy or future qBittorrent might."""
+    data = draw(libraries(max_size=12))
+    torrents = {}
+    for h, row in data.torrents.items():
+        row = dict(row)
+        for key in draw(st.lists(st.sampled_from(sorted(set(row) - {"hash"})), max_size=4, unique=True)):
+            if draw(st.booleans()):
+                del row[key]
+            else:
+                row[key] = None
+        torrents[h] = row
+    return MainData(
+        rid=data.rid,
+        torrents=torrents,
+        categories=data.categories,
+        tags=data.tags,
+        trackers=data.trackers,
+        server_state=data.server_state,
+    )
+
+
+@settings(max_examples=150)
+@given(data=damaged(), options=view_options())
+def test_damaged_rows_still_match_reference(data: MainData, options: ViewOptions) -> None:
+    check_against_reference(ViewEngine(), options, [state(data)])
+    assert ViewEngine().build(options, [state(data)], now=NOW)["counts"] == reference_counts(data)

@@ -134,7 +134,10 @@ def _bulk_stats(rows: Iterable[Row]) -> list[int]:
         states, dl, up, dl_data, up_data, sizes, left = _columns(rows, _STATS_FIELDS)
     except KeyError:
         return _slow_stats(rows)
-    sums = [sum(dl), sum(up), sum(dl_data), sum(up_data), sum(sizes), sum(left)]
+    try:
+        sums = [sum(dl), sum(up), sum(dl_data), sum(up_data), sum(sizes), sum(left)]
+    except TypeError:  # a null or a string where a number belongs
+        return _slow_stats(rows)
     if not all(type(v) is int for v in sums) or not all(type(v) is str for v in states):
         return _slow_stats(rows)
     groups = [0, 0, 0, 0, 0]

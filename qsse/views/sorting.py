@@ -113,8 +113,11 @@ def entry_maker(field: str, instance_names: Mapping[int, str]) -> Callable[[Row,
     if kind == "name":
 
         def by_name(row: Row, h: str, iid: int) -> Entry:
-            key = name_key(row)
-            return 0, key, key, h, iid
+            name = row.get("name")
+            if isinstance(name, str):
+                key = name.casefold()
+                return 0, key, key, h, iid
+            return 1, "", "", h, iid  # no name: last, like any missing value
 
         return by_name
     convert = _KINDS[kind]
