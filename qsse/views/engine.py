@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import compress
+from itertools import compress, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -179,7 +179,7 @@ class _Columns:
                 values = self.distinct[name] = set(column)
                 if not all(type(v) is str for v in values):
                     raise TypeError("non-string value")
-            self.complete = [p >= 1 for p in progress]
+            self.complete = list(map(operator.ge, progress, repeat(1)))
             self.ok = True
         except (KeyError, TypeError):
             self.ok = False
