@@ -14,7 +14,7 @@ import trio
 from qsse import __version__
 from qsse import config as config_mod
 from qsse.config import Config, InstanceConfig
-from qsse.errors import ConfigError, UpstreamError
+from qsse.errors import ConfigError, QsseError, UpstreamError
 from qsse.qbt.client import QbtClient
 from qsse.qbt.maindata import decode
 
@@ -37,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"qsse: {exc}", file=sys.stderr)
         return 2
+    except QsseError as exc:
+        print(f"qsse: {exc}", file=sys.stderr)
+        return 1
     parser.print_help()
     return 2
 

@@ -22,14 +22,23 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from qsse.config import Config
+from qsse.errors import QsseError
 from qsse.qbt.client import QbtClient
 from qsse.qbt.sync import ClientFactory, InstanceSupervisor
 from qsse.stream import StreamManager
 from qsse.views.engine import ViewEngine
 from qsse.web.app import create_app
 from qsse.web.metrics import Sample
+from qsse.web.stream_routes import stream_bind
 
 log = logging.getLogger(__name__)
+
+#: Seconds one SSE write may take before the client counts as gone (protocol section 5).
+WRITE_TIMEOUT = 10.0
+
+
+class ListenError(QsseError):
+    """The HTTP address could not be bound."""
 
 ASGIReceive = Callable[[], Awaitable[Any]]
 ASGISend = Callable[[Any], Awaitable[None]]
@@ -50,12 +59,13 @@ class Daemon:
 
         Returns: after a complete shutdown, within ``server.shutdown_timeout`` of the trigger.
         """
+        hypercorn_config = self._hypercorn_config()
         async with trio.open_nursery() as root:
             root.start_soon(self._watch_signals, root.cancel_scope, name="signals")
             await root.start(self.supervisor.run)
             await root.start(self.streams.run)
             bound: list[str] = await root.start(
-                partial(serve, self._asgi(), self._hypercorn_config(), shutdown_trigger=self.stopping.wait)
+                partial(serve, self._asgi(), hypercorn_config, shutdown_trigger=self.stopping.wait)
             )
             log.info("listening on %s", ", ".join(bound))
             task_status.started(bound)
@@ -82,8 +92,13 @@ class Daemon:
                 self.stop()
 
     def _hypercorn_config(self) -> HypercornConfig:
+        """Raises ListenError when the address cannot be bound (in use, not local, no permission)."""
         cfg = HypercornConfig()
-        cfg.bind = [self.config.server.listen]
+        listen = self.config.server.listen
+        try:
+            cfg.bind = [stream_bind(listen, write_timeout=WRITE_TIMEOUT)]
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
         cfg.graceful_timeout = self.config.server.shutdown_timeout
         cfg.accesslog = None
         cfg.errorlog = logging.getLogger("qsse.http")
@@ -97,9 +112,15 @@ class Daemon:
 
         async def strip_base_path(scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
             # nginx may forward /qsse/stream as is; routes are registered without the prefix.
-            path = scope.get("path", "")
-            if scope["type"] in ("http", "websocket") and (path == base or path.startswith(base + "/")):
-                scope = {**scope, "path": path[len(base) :] or "/", "root_path": base}
+            # Quart routes on ``path`` minus ``root_path``, so ``path`` keeps the prefix; a proxy
+            # that already stripped it (proxy_pass with a URI) gets it put back.
+            if scope["type"] in ("http", "websocket"):
+                path = scope.get("path", "")
+                if path == base:
+                    path = base + "/"
+                elif not path.startswith(base + "/"):
+                    path = base + path
+                scope = {**scope, "path": path, "root_path": base}
             await app(scope, receive, send)
 
         return strip_base_path

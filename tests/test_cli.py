@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -194,3 +195,16 @@ async def test_healthz_is_degraded_when_an_instance_is_down() -> None:
     assert body["status"] == "degraded"
     assert body["instances"][0]["state"] == "down"
     assert body["instances"][0]["lastError"].startswith("Sync with qBittorrent failed (cannot connect to")
+
+
+def test_serve_reports_a_busy_port_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        path = tmp_path / "busy.toml"
+        path.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\n')
+        out = qsse("serve", "-c", str(path))
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == f"qsse: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert "Traceback" not in out.stderr

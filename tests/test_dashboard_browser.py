@@ -394,8 +394,6 @@ def test_instance_failure_shows_error_and_retry_countdown_then_recovers(page: Pa
     expect(reconnected).to_have_count(connected_before + 1)
 
 
-@pytest.mark.xfail(reason="Daemon._asgi strips base_path from `path` and sets `root_path`; Quart 0.22 expects "
-                          "`path` to still include `root_path`, so every prefixed URL is a 404", strict=True)
 def test_works_below_a_base_path(page: Page, prefixed_demo: Demo) -> None:
     assert prefixed_demo.url.endswith("/qsse/")
     try:
