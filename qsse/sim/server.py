@@ -40,6 +40,8 @@ from qsse.sim.library import ActionRejected, Dialect, Library
 from qsse.sim.maindata import MainDataSync
 
 API_PREFIX: Final = "/api/v2/"
+#: ``GET`` here answers :class:`SimStatistics` as JSON, without a session (not a qBittorrent endpoint).
+STATISTICS_PATH: Final = "/sim/statistics"
 #: qBittorrent's request body limit (MAX_CONTENT_SIZE).
 MAX_BODY: Final = 64 * 1024 * 1024
 #: Bodies at least this big are gzipped when the client accepts it.
@@ -324,6 +326,9 @@ class SimulatedQbt:
             form.fields.setdefault(name, values)
         request = _Request(method=method, path=path, headers=headers, form=form, peer=peer, sid=_sid(headers))
 
+        if path == STATISTICS_PATH:
+            # Outside /api/v2/, unauthenticated and not counted: for benchmarks in another process.
+            return _json(self.statistics())
         endpoint = path[len(API_PREFIX) :] if path.startswith(API_PREFIX) else path
         self._requests[endpoint] += 1
         if endpoint != "auth/login" and not self._authorised(request.sid):
