@@ -13,7 +13,7 @@ is swapped in, so a malformed answer keeps the old state and the old rid.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,11 +264,3 @@ def _partial(old: MainData, payload: Mapping[str, Any], rid: int, initial: bool)
     )
     return new, diff
 
-
-def hashes_of(trackers: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
-    """Invert the ``trackers`` map: torrent hash → tracker URLs."""
-    out: dict[str, list[str]] = {}
-    for url, hashes in trackers.items():
-        for h in hashes:
-            out.setdefault(h, []).append(url)
-    return out
