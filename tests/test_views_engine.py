@@ -481,3 +481,10 @@ def damaged(draw: st.DrawFn) -> MainData:
 def test_damaged_rows_still_match_reference(data: MainData, options: ViewOptions) -> None:
     check_against_reference(ViewEngine(), options, [state(data)])
     assert ViewEngine().build(options, [state(data)], now=NOW)["counts"] == reference_counts(data)
+
+
+@given(st.lists(st.fixed_dictionaries({"name": st.text(), "category": st.text(), "tags": st.text()}), max_size=20))
+def test_bulk_search_texts_equal_one_by_one(rows: list[dict[str, Any]]) -> None:
+    from qsse.views.search import search_text, search_texts
+
+    assert search_texts(rows) == [search_text(row) for row in rows]

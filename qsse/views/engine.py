@@ -45,7 +45,7 @@ from qsse.views.filters import (
 )
 from qsse.views.options import Filters, ViewOptions
 from qsse.views.rows import CHECKING, DOWNLOADING, ERRORED, PAUSED, SEEDING, STATUS_NAMES, parse_tags, status_names
-from qsse.views.search import SearchText, compile_search, search_text
+from qsse.views.search import SearchText, compile_search, search_text, search_texts
 
 Row = Mapping[str, Any]
 ExprFn = Callable[[Row], bool]
@@ -461,6 +461,16 @@ class _Instance:
             self._tags_json = (self.data.tags, list(self.data.tags))
         return self._tags_json[1]
 
+    def prepare_search_texts(self, hashes: Sequence[str], rows: Sequence[Row]) -> None:
+        """Fill the search-text cache for these rows in bulk (a new view's first pass)."""
+        cache = self.search_texts
+        missing = [i for i, h in enumerate(hashes) if (c := cache.get(h)) is None or c[0] is not rows[i]]
+        if len(missing) < 64:
+            return  # not worth a bulk pass; search_text() fills these one by one
+        texts = search_texts([rows[i] for i in missing])
+        for i, text in zip(missing, texts, strict=True):
+            cache[hashes[i]] = (rows[i], text)
+
     def search_text(self, h: str, row: Row) -> SearchText:
         cached = self.search_texts.get(h)
         if cached is not None and cached[0] is row:
@@ -750,6 +760,8 @@ class ViewEngine:
                 allowed = {value for value in cols.distinct[name] if test(value)}
                 selected = list(compress(selected, map(allowed.__contains__, map(column.__getitem__, selected))))
         hashes, rows, rest = cols.hashes, cols.rows, plan.rest
+        if view.key.search:
+            inst.prepare_search_texts([hashes[i] for i in selected], [rows[i] for i in selected])
         if rest is None:
             return {hashes[i]: rows[i] for i in selected}
         return {hashes[i]: rows[i] for i in selected if rest(hashes[i], rows[i])}

@@ -108,10 +108,14 @@ def tracker_domain(url: str) -> str:
 _FOLD = bytes.maketrans(b"._-[](){}", b" " * 9)
 
 
+def fold_chars(text: str) -> str:
+    """Each of ``._-[](){}`` replaced by a space."""
+    return text.encode("utf-8", "surrogatepass").translate(_FOLD).decode("utf-8", "surrogatepass")
+
+
 def fold(text: str) -> str:
     """``._-[](){}`` and runs of white space folded to one space (case kept)."""
-    folded = text.encode("utf-8", "surrogatepass").translate(_FOLD).decode("utf-8", "surrogatepass")
-    return " ".join(folded.split())
+    return " ".join(fold_chars(text).split())
 
 
 @lru_cache(maxsize=65536)
