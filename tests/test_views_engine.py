@@ -488,3 +488,40 @@ def test_bulk_search_texts_equal_one_by_one(rows: list[dict[str, Any]]) -> None:
     from qsse.views.search import search_text, search_texts
 
     assert search_texts(rows) == [search_text(row) for row in rows]
+
+
+def test_a_tick_replays_instead_of_recomputing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the touched rows are re-checked; a new trackers map (sent on every torrent addition)
+    restarts only the views that filter on trackers."""
+    torrents = {
+        f"{i:040x}": {"hash": f"{i:040x}", "name": f"n{i}", "state": "stalledUP", "progress": 1} for i in range(200)
+    }
+    data = MainData(rid=1, torrents=torrents, trackers={"udp://a.org/x": (f"{0:040x}",)})
+    engine = ViewEngine()
+    recomputes: list[str] = []
+    original = engine._recompute
+
+    def counting(view: Any, members: Any) -> None:
+        recomputes.append(view.key.sort)
+        original(view, members)
+
+    monkeypatch.setattr(engine, "_recompute", counting)
+    plain = ViewOptions(instance_id=1, instance_ids=(1,), sort="name", order="asc")
+    by_tracker = ViewOptions(instance_id=1, instance_ids=(1,), sort="size", filters=Filters(trackers=("b.org",)))
+    for options in (plain, by_tracker):
+        engine.build(options, [state(data)], now=NOW)
+    assert recomputes == ["name", "size"]
+
+    changed = dict(torrents)
+    changed[f"{5:040x}"] = {**changed[f"{5:040x}"], "name": "zz"}
+    data = MainData(rid=2, torrents=changed, trackers=data.trackers)
+    for options in (plain, by_tracker):
+        engine.build(options, [state(data)], now=NOW)
+    assert recomputes == ["name", "size"]
+
+    data = MainData(rid=3, torrents=changed, trackers={"udp://b.org/x": (f"{7:040x}",)})
+    got = [engine.build(options, [state(data)], now=NOW) for options in (plain, by_tracker)]
+    assert recomputes == ["name", "size", "size"]
+    assert [r["hash"] for r in got[1]["torrents"]] == [f"{7:040x}"]
+    assert got[0]["counts"]["trackers"] == {"": 199, "b.org": 1}
+    assert got[0]["torrents"][-1]["name"] == "zz"

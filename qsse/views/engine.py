@@ -234,15 +234,20 @@ class _Counts:
         self.by_category = Counter(categories)
         self.by_tags = Counter(tags)
         self.category_size, self.tags_size = _sums(categories, tags, sizes)
+        self.recount_domains(torrents, domains)
+        self.total = len(rows)
+
+    def recount_domains(self, torrents: Mapping[str, Row], domains: Mapping[str, tuple[str, ...]]) -> None:
         by_domains: Counter[tuple[str, ...] | None] = Counter(map(domains.get, torrents))
         unmapped = by_domains.pop(None, 0)
         if unmapped:
             for h in torrents.keys() - domains.keys():
                 by_domains[_fallback_domains(torrents[h])] += 1
         self.by_domains = by_domains  # type: ignore[assignment]
-        self.total = len(rows)
 
-    def add(self, h: str, row: Row, domains: Mapping[str, tuple[str, ...]], sign: int) -> None:
+    def add(self, h: str, row: Row, domains: Mapping[str, tuple[str, ...]] | None, sign: int) -> None:
+        """Add (sign 1) or remove (-1) one row; with ``domains`` None its tracker count is left
+        alone (the caller recounts domains)."""
         state = _str(row.get("state"))
         self.by_state[state] += sign
         if _complete(row):
@@ -254,7 +259,8 @@ class _Counts:
         tags = _str(row.get("tags"))
         self.by_tags[tags] += sign
         self.tags_size[tags] += size
-        self.by_domains[domains.get(h) or _fallback_domains(row)] += sign
+        if domains is not None:
+            self.by_domains[domains.get(h) or _fallback_domains(row)] += sign
         self.total += sign
 
     def to_json(self, data: MainData) -> dict[str, Any]:
@@ -364,8 +370,10 @@ class _Instance:
         self.history: collections.deque[tuple[int, frozenset[str] | None]] = collections.deque(maxlen=HISTORY)
         self.trackers_ref: Mapping[str, Any] | None = None
         self.categories_ref: Mapping[str, Any] | None = None
-        #: Bumped when the filter context (tracker domains, subcategory mode) changes.
-        self.context_gen = 0
+        #: Bumped when the tracker domains, or the subcategory mode, change: only views that
+        #: filter on trackers, or on categories, must then start over.
+        self.trackers_gen = 0
+        self.subcategories_gen = 0
         self.domains: dict[str, tuple[str, ...]] = {}
         self.subcategories = False
         self.counts = _Counts()
@@ -381,18 +389,18 @@ class _Instance:
             return
         old = self.data
         new_rows = data.torrents
-        context_changed = False
-        if data.trackers is not self.trackers_ref:
+        old_domains = self.domains
+        trackers_changed = data.trackers is not self.trackers_ref
+        if trackers_changed:
             self.trackers_ref = data.trackers
             self.domains = domains_by_hash(data.trackers)
-            context_changed = True
+            self.trackers_gen += 1
         if data.categories is not self.categories_ref:
             self.categories_ref = data.categories
             subcategories = uses_subcategories(data.categories)
-            context_changed = context_changed or subcategories != self.subcategories
-            self.subcategories = subcategories
-        if context_changed:
-            self.context_gen += 1
+            if subcategories != self.subcategories:
+                self.subcategories = subcategories
+                self.subcategories_gen += 1
 
         touched: frozenset[str] | None
         if old is None:
@@ -401,16 +409,22 @@ class _Instance:
             touched = frozenset()
         else:
             touched = _touched(old.torrents, new_rows)
-        if old is None or touched is None or context_changed or len(touched) > len(new_rows) * REPLAY_LIMIT:
+        if old is None or touched is None or len(touched) > len(new_rows) * REPLAY_LIMIT:
             self.counts.recount(new_rows, self.domains, self._columns_of(data))
         else:
+            # A new trackers map (qBittorrent sends one whenever a torrent's trackers change,
+            # e.g. on every addition) only invalidates the tracker counts.
+            before_domains = None if trackers_changed else old_domains
+            after_domains = None if trackers_changed else self.domains
             for h in touched:
                 before = old.torrents.get(h)
                 if before is not None:
-                    self.counts.add(h, before, self.domains, -1)
+                    self.counts.add(h, before, before_domains, -1)
                 after = new_rows.get(h)
                 if after is not None:
-                    self.counts.add(h, after, self.domains, 1)
+                    self.counts.add(h, after, after_domains, 1)
+            if trackers_changed:
+                self.counts.recount_domains(new_rows, self.domains)
         if touched is None:
             self.page_rows.clear()
             self.cross_rows.clear()
@@ -522,11 +536,19 @@ class _View:
     #: instance id → hash → row, for every row in the filtered set.
     rows: dict[int, dict[str, Row]] = field(default_factory=dict)
     gens: dict[int, int] = field(default_factory=dict)
-    contexts: dict[int, int] = field(default_factory=dict)
+    contexts: dict[int, tuple[int, int]] = field(default_factory=dict)
     predicates: dict[int, Predicate | None] = field(default_factory=dict)
     stats: list[int] = field(default_factory=lambda: list(_ZERO_STATS))
     stats_gens: tuple[int, ...] = ()
     stats_json: dict[str, int] = field(default_factory=dict)
+
+
+def _context(filters: Filters, inst: _Instance) -> tuple[int, int]:
+    """The generations of the instance context that a view's predicate depends on."""
+    return (
+        inst.trackers_gen if filters.trackers or filters.exclude_trackers else 0,
+        inst.subcategories_gen if filters.categories or filters.exclude_categories else 0,
+    )
 
 
 class ViewEngine:
@@ -718,7 +740,7 @@ class ViewEngine:
             predicate = self._predicate(view, inst)
             view.predicates[iid] = predicate
             view.gens[iid] = inst.gen
-            view.contexts[iid] = inst.context_gen
+            view.contexts[iid] = _context(view.key.filters, inst)
             matched = self._full_pass(view, inst, predicate)
             view.rows[iid] = matched
             entries.extend([make(row, h, iid) for h, row in matched.items()])
@@ -772,7 +794,7 @@ class ViewEngine:
         for _, inst in members:
             iid = inst.instance_id
             touched = inst.touched_since(view.gens.get(iid, -1))
-            if touched is None or view.contexts.get(iid) != inst.context_gen:
+            if touched is None or view.contexts.get(iid) != _context(view.key.filters, inst):
                 self._recompute(view, members)
                 return
             plan.append((inst, touched))
