@@ -27,13 +27,13 @@ import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import compress, repeat
 from operator import itemgetter
 from typing import Any
 
 from qsse.qbt.maindata import MainData
 from qsse.qbt.status import InstanceState
+from qsse.timefmt import rfc3339
 from qsse.views import sorting
 from qsse.views.filters import (
     Predicate,
@@ -858,10 +858,6 @@ def _without_none(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-def _rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _cache_metadata(states: Sequence[InstanceState], now: float) -> dict[str, Any] | None:
     successes = [s.last_success for s in states if s.last_success is not None]
     if not states or len(successes) < len(states):
@@ -875,7 +871,7 @@ def _cache_metadata(states: Sequence[InstanceState], now: float) -> dict[str, An
         "source": "fresh" if fresh else "cache",
         "age": int(age),
         "isStale": not fresh,
-        "nextRefresh": _rfc3339(next_refresh),
+        "nextRefresh": rfc3339(next_refresh),
     }
 
 
