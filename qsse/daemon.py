@@ -1,16 +1,18 @@
 """The composition root: build every component without I/O, then run them in one nursery.
 
-Theory of operation (shutdown)
-------------------------------
-SIGTERM/SIGINT set ``stopping``. That is hypercorn's shutdown trigger (it stops accepting),
-and from that moment the whole tree has ``server.shutdown_timeout`` seconds: the stream
-manager answers new requests with 503 and ends its sessions first (so hypercorn's graceful
-wait never has to cut an endless SSE response), then the root scope is cancelled, which stops
-groups, heartbeats and sync loops mid-request. A second signal cancels at once.
+Theory of operation (signals and shutdown)
+------------------------------------------
+SIGHUP re-reads the config file (:meth:`Daemon.reload`). SIGTERM/SIGINT set ``stopping``. That
+is hypercorn's shutdown trigger (it stops accepting), and from that moment the whole tree has
+``server.shutdown_timeout`` seconds: the stream manager answers new requests with 503 and ends
+its sessions first (so hypercorn's graceful wait never has to cut an endless SSE response), then
+the root scope is cancelled, which stops groups, heartbeats and sync loops mid-request. A second
+SIGTERM/SIGINT cancels at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -21,8 +23,9 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from qsse import config as config_mod
 from qsse.config import Config
-from qsse.errors import QsseError
+from qsse.errors import ConfigError, QsseError
 from qsse.qbt.client import QbtClient
 from qsse.qbt.sync import ClientFactory, InstanceSupervisor
 from qsse.stream import StreamManager
@@ -81,9 +84,31 @@ class Daemon:
     def stop(self) -> None:
         self.stopping.set()
 
+    def reload(self) -> bool:
+        """Re-read the config file (SIGHUP). Invalid → logged, the running configuration stays."""
+        try:
+            new = config_mod.load(self.config.source)
+        except ConfigError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return False
+        not_applied = self.supervisor.reconfigure(new.instances, new.sync)
+        if new.server != self.config.server:
+            not_applied.append("[server] changed (restart to apply)")
+        if new.sync.heartbeat != self.config.sync.heartbeat:
+            not_applied.append("sync.heartbeat changed (restart to apply)")
+        for what in not_applied:
+            log.warning("reload: %s", what)
+        self.config = dataclasses.replace(new, server=self.config.server)
+        self.streams.config_reloaded()
+        log.info("configuration reloaded from %s", new.source)
+        return True
+
     async def _watch_signals(self, root_scope: trio.CancelScope) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    self.reload()
+                    continue
                 if self.stopping.is_set():
                     log.warning("second %s: stopping now", signal.Signals(signum).name)
                     root_scope.cancel()

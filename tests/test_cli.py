@@ -208,3 +208,45 @@ def test_serve_reports_a_busy_port_in_one_line(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1] == f"qsse: cannot listen on 127.0.0.1:{port}: Address already in use"
     assert "Traceback" not in out.stderr
+
+
+def test_sighup_reloads_the_config(tmp_path: Path, qbt_pair: tuple[QbtInstance, QbtInstance]) -> None:
+    a, b = qbt_pair
+    port = free_port()
+    path = tmp_path / "reload.toml"
+    head = f'[server]\nlisten = "127.0.0.1:{port}"\n[sync]\ninterval = 0.5\n'
+    path.write_text(head + instance_toml(1, a, always_warm="true"))
+    proc = subprocess.Popen([sys.executable, "-m", "qsse", "serve", "-c", str(path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def states(http: httpx2.Client, want: list[str]) -> list[str]:
+        got: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                got = [i["state"] for i in http.get("/healthz").json()["instances"]]
+            except httpx2.TransportError:
+                got = []
+            if got == want:
+                break
+            time.sleep(0.1)
+        return got
+
+    try:
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False) as http:
+            assert states(http, ["syncing"]) == ["syncing"]
+            path.write_text(head + instance_toml(1, a, always_warm="true") + "[[instances]]\nid = 2\nbogus = 1\n")
+            proc.send_signal(signal.SIGHUP)  # invalid: logged, the running configuration stays
+            time.sleep(1)
+            assert proc.poll() is None and states(http, ["syncing"]) == ["syncing"]
+            path.write_text(head + instance_toml(1, a, always_warm="true") + instance_toml(2, b, always_warm="true"))
+            proc.send_signal(signal.SIGHUP)
+            assert states(http, ["syncing", "syncing"]) == ["syncing", "syncing"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, err = proc.communicate(timeout=10)
+    assert "reload failed, keeping the running configuration:" in err and "instances[1].url: is required" in err
+    assert "configuration reloaded from" in err

@@ -216,3 +216,26 @@ async def test_slow_listener_loses_events_not_the_loop(autojump_clock: trio.test
         assert h.supervisor.statistics().events_dropped == len(h.polls()) - 2
         slow.close()
         nursery.cancel_scope.cancel()
+
+
+async def test_reconfigure_restarts_changed_loops_and_adds_instances(autojump_clock: trio.testing.MockClock) -> None:
+    h = Harness([full()])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(h.supervisor.run)
+        sup = h.supervisor
+        sup.acquire(1)
+        await trio.sleep(5)
+        assert len(h.clients) == 1
+        changed = InstanceConfig(id=1, name="renamed", url="http://127.0.0.1:1", password="new")
+        added = InstanceConfig(id=2, name="two", url="http://127.0.0.1:2", always_warm=True)
+        not_applied = sup.reconfigure([changed, added], SyncConfig(interval=7.0))
+        assert not_applied == []
+        await trio.sleep(20)
+        assert h.clients[0].closed and len(h.clients) == 3  # a new login for 1, a first one for 2
+        assert sup.state(1).name == "renamed" and sup.knows(2) and sup.demand(2) == 1
+        assert sup.statistics().active_loops == 2
+        # unchanged config: nothing restarts; a removed instance is reported, not dropped
+        assert sup.reconfigure([added], SyncConfig(interval=7.0)) == ["instance 1 was removed (restart to drop it)"]
+        await trio.sleep(5)
+        assert len(h.clients) == 3 and sup.knows(1)
+        nursery.cancel_scope.cancel()

@@ -278,6 +278,38 @@ class InstanceSupervisor:
         if self._demand[instance_id] == 0 and (running := self._running.get(instance_id)) is not None:
             running.scope.cancel()
 
+    def reconfigure(self, instances: Sequence[InstanceConfig], sync: SyncConfig) -> list[str]:
+        """Apply a reloaded configuration; returns what could not be applied without a restart.
+
+        New instances are added; an instance whose settings changed gets a new loop (a new
+        login) if it was running; a new interval applies from the next poll. Instances that
+        disappeared stay until a restart: clients may still be subscribed to them.
+        """
+        self._sync = sync
+        for running in self._running.values():
+            running.loop.sync = sync
+        not_applied = [f"instance {i} was removed (restart to drop it)" for i in self._configs
+                       if i not in {c.id for c in instances}]
+        for cfg in instances:
+            old = self._configs.get(cfg.id)
+            if old == cfg:
+                continue
+            self._configs[cfg.id] = cfg
+            if old is None:
+                self._states[cfg.id] = InstanceState(instance_id=cfg.id, name=cfg.name)
+                self._demand[cfg.id] = 0
+            else:
+                self._states[cfg.id] = replace(self._states[cfg.id], name=cfg.name)
+            if cfg.id in self._running:
+                self._running[cfg.id].scope.cancel()
+                self._start(cfg.id)
+            warm_changed = old is not None and old.always_warm != cfg.always_warm
+            if cfg.always_warm and (old is None or warm_changed):
+                self.acquire(cfg.id)
+            elif warm_changed:
+                self.release(cfg.id)
+        return not_applied
+
     def open_listener(self, buffer: int = 1024) -> trio.MemoryReceiveChannel[SyncEvent]:
         """Every future event of every instance; close the returned channel to stop listening."""
         send, receive = trio.open_memory_channel[SyncEvent](buffer)
