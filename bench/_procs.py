@@ -43,6 +43,7 @@ class Proc:
     def __init__(self, args: Sequence[str], *, stdin: bool = False, name: str = "") -> None:
         self.name = name or Path(args[1]).name
         self.started = time.time()
+        self.gc_log: Path | None = None
         self.popen = subprocess.Popen(
             list(args),
             cwd=ROOT,
@@ -101,6 +102,18 @@ class Proc:
                 self.popen.wait()
 
 
+def gc_pauses(proc: Proc, start: float, end: float) -> list[tuple[int, float]]:
+    """(generation, ms) of the collections of at least 5 ms that started between ``start`` and ``end``."""
+    if proc.gc_log is None or not proc.gc_log.exists():
+        return []
+    pauses = []
+    for line in proc.gc_log.read_text().splitlines():
+        generation, at, ms = line.split()
+        if start <= float(at) <= end:
+            pauses.append((int(generation), float(ms)))
+    return pauses
+
+
 @dataclass
 class CpuWindow:
     """CPU use of some processes between :meth:`start` and :meth:`stop`, as % of one core."""
@@ -147,8 +160,11 @@ def start_daemon_with_config(text: str) -> tuple[Proc, str]:
 
 
 def _serve(config: Path, port: int) -> tuple[Proc, str]:
-    qsse = str(Path(PYTHON).parent / "qsse")
-    proc = Proc([qsse, "--log-level", "warning", "serve", "-c", str(config)], name="qsse serve")
+    # `qsse serve` through a wrapper that logs long garbage-collector pauses (bench/_daemon_gc.py).
+    gc_log = config.parent / "gc.log"
+    proc = Proc([PYTHON, "bench/_daemon_gc.py", str(gc_log), "--log-level", "warning", "serve", "-c", str(config)],
+                name="qsse serve")
+    proc.gc_log = gc_log
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     with httpx2.Client(trust_env=False, timeout=2) as http:

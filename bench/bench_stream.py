@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _procs import ClientProcess, CpuWindow, Proc, get_json, loadavg, metrics, start_daemon, start_sim
+from _procs import ClientProcess, CpuWindow, Proc, gc_pauses, get_json, loadavg, metrics, start_daemon, start_sim
 
 LIMIT = 100
 #: Ten distinct views of one instance: different sorts, status/category/tag filters, searches, an expression.
@@ -109,6 +109,7 @@ def sse_level(n: int, daemon: Proc, sim: Proc, base: str, sim_url: str, window: 
     init_sizes = [s for r in results for s in r["init_sizes"]]
     polls_with_frames = len(first_ts)
     errors = [e for r in results for e in r["errors"]]
+    pauses = gc_pauses(daemon, *results[0]["window"])
     row = {
         "clients": n,
         "client_procs": procs,
@@ -134,13 +135,18 @@ def sse_level(n: int, daemon: Proc, sim: Proc, base: str, sim_url: str, window: 
         "maindata_per_s": m["maindata"] / window,
         "frames_per_client_per_s": (frames.get("delta", 0) + frames.get("update", 0)) / n / window,
         "dropped": metrics(base).get("qsse_sessions_dropped_slow_total", 0.0),
+        "gc_pauses": len(pauses),
+        "gc_max_ms": max((ms for _, ms in pauses), default=0.0),
+        "gc_total_ms": sum(ms for _, ms in pauses),
+        "gc_by_generation": {g: sum(1 for gen, _ in pauses if gen == g) for g in (0, 1, 2)},
         "errors": errors[:5],
     }
     note(
         f"{n} clients: daemon {row['daemon_cpu']:.0f}% CPU, RSS {rss:.0f} MB, p50/p99 {row['p50_ms']:.0f}/"
         f"{row['p99_ms']:.0f} ms (from tick start {row['p50_tick_ms']:.0f}/{row['p99_tick_ms']:.0f} ms), "
         f"delta {row['delta_bytes_mean']:.0f} B vs init {row['init_bytes_mean']:.0f} B, "
-        f"{row['maindata_per_s']:.2f} maindata/s, load {m['load']}"
+        f"{row['maindata_per_s']:.2f} maindata/s, GC pauses >= 5 ms: {len(pauses)} (max {row['gc_max_ms']:.0f} ms, "
+        f"total {row['gc_total_ms']:.0f} ms), load {m['load']}"
     )
     return row
 

@@ -65,8 +65,12 @@ def fmt(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def verdict(ok: bool) -> str:
-    return "**met**" if ok else "**missed**"
+def verdict(ok: bool, measured: float | None = None, target: float | None = None, unit: str = "") -> str:
+    if ok:
+        return "**met**"
+    if measured is None or target is None:
+        return "**missed**"
+    return f"**missed** by {fmt(measured - target)} {unit} ({fmt(100 * (measured / target - 1))} %)"
 
 
 def levels_table(result: dict[str, Any]) -> str:
@@ -74,8 +78,8 @@ def levels_table(result: dict[str, Any]) -> str:
         "| SSE clients | client procs | load avg at start | daemon CPU (% of 1 core) | daemon RSS / peak MB "
         "| delay p50 / p99 ms (frame's own tick) | delay p50 / p99 ms (from the poll's first build) "
         "| delta bytes per client per tick | full frame (init) bytes | full ÷ delta | frames per client per s "
-        "| maindata polls/s | client CPU % |\n"
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| maindata polls/s | daemon GC pauses >= 5 ms: count, max, total ms | client CPU % |\n"
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     rows = []
     for r in result["levels"]:
@@ -85,7 +89,7 @@ def levels_table(result: dict[str, Any]) -> str:
             f"| {fmt(r['rss_mb'])} / {fmt(r['hwm_mb'])} | {fmt(r['p50_ms'])} / {fmt(r['p99_ms'])} "
             f"| {fmt(r['p50_tick_ms'])} / {fmt(r['p99_tick_ms'])} | {fmt(r['delta_bytes_mean'])} "
             f"| {fmt(r['init_bytes_mean'])} | {fmt(ratio, 1)}x | {fmt(r['frames_per_client_per_s'], 2)} "
-            f"| {fmt(r['maindata_per_s'], 2)} | {' + '.join(fmt(c) for c in r['client_cpu'])} |"
+            f"| {fmt(r['maindata_per_s'], 2)} | {gc_cell(r)} | {' + '.join(fmt(c) for c in r['client_cpu'])} |"
         )
     return head + "\n".join(rows) + "\n"
 
@@ -93,6 +97,12 @@ def levels_table(result: dict[str, Any]) -> str:
 def busy_rate(result: dict[str, Any]) -> float:
     row = next((r for r in result["levels"] if r["clients"] == 100), result["levels"][0])
     return float(row["delta_bytes_mean"] * row["frames_per_client_per_s"])
+
+
+def gc_cell(row: dict[str, Any]) -> str:
+    if "gc_pauses" not in row:
+        return "-"
+    return f"{row['gc_pauses']}, {fmt(row['gc_max_ms'])}, {fmt(row['gc_total_ms'])}"
 
 
 def burst_counts(row: dict[str, Any]) -> list[str]:
@@ -120,15 +130,18 @@ def report(args: argparse.Namespace, parts: dict[str, Any], command: str, starte
     for result in parts["stream"]:
         top = max(result["levels"], key=lambda r: r["clients"])
         p99 = max(top["p99_tick_ms"], top["p99_ms"])
+        # The issue states these targets for 10k torrents; other sizes are shown against them for reference.
+        ref = "" if result["torrents"] == 10_000 else "; the target is stated for 10k, shown for reference"
         lines.append(
             f"| {top['clients']:,} clients on one daemon process: p99 tick-to-client delay < {P99_TARGET_MS} ms "
+            f"({result['torrents']:,} torrents{ref}) "
             f"| p99 {fmt(p99)} ms (from the poll's first build; {fmt(top['p99_ms'])} ms from the frame's own "
-            f"build) at {result['torrents']:,} torrents | {verdict(p99 < P99_TARGET_MS)} |"
+            f"build) at {result['torrents']:,} torrents | {verdict(p99 < P99_TARGET_MS, p99, P99_TARGET_MS, 'ms')} |"
         )
         lines.append(
-            f"| … and RSS < {RSS_TARGET_MB} MB ({result['torrents']:,} torrents) "
+            f"| … and RSS < {RSS_TARGET_MB} MB ({result['torrents']:,} torrents{ref}) "
             f"| VmRSS {fmt(top['rss_mb'])} MB, VmHWM (peak) {fmt(top['hwm_mb'])} MB "
-            f"| {verdict(top['hwm_mb'] < RSS_TARGET_MB)} |"
+            f"| {verdict(top['hwm_mb'] < RSS_TARGET_MB, top['hwm_mb'], RSS_TARGET_MB, 'MB')} |"
         )
     if "burst_sse" in s10:
         first = s10["burst_sse"]["checkpoints"][0]["requests"]
@@ -142,7 +155,7 @@ def report(args: argparse.Namespace, parts: dict[str, Any], command: str, starte
         lines.append(
             f"| idle library ≤ {IDLE_TARGET} B/s per subscription | {fmt(idle, 1)} B/s of SSE "
             f"({fmt(s10['burst_sse']['idle_wire_bytes_per_s_per_sub'], 1)} B/s with HTTP chunk framing) "
-            f"| {verdict(idle <= IDLE_TARGET)} |"
+            f"| {verdict(idle <= IDLE_TARGET, idle, IDLE_TARGET, 'B/s')} |"
         )
     if "direct" in s10:
         hundred = next((r for r in s10["levels"] if r["clients"] == 100), None)
@@ -269,6 +282,9 @@ def report(args: argparse.Namespace, parts: dict[str, Any], command: str, starte
         "  event), much smaller again.",
         "- The simulator's `refresh_interval` is set to 1000 ms for these runs (default 1500 ms), because qsse",
         "  never polls faster than qBittorrent refreshes.",
+        "- GC pauses: the daemon runs through bench/_daemon_gc.py, which logs every garbage collection of",
+        "  5 ms or more (`gc.callbacks`); a collection stops the whole event loop, so a long one delays every",
+        "  frame in flight and shows up in p99 while hardly moving the CPU average.",
         "- Client processes parse frames without JSON decoding (event name, `meta.timestamp` and `meta.rid`",
         "  found by position). Their CPU is in the last column; near 100 % would mean the client, not the",
         "  daemon, limits the delay figures.",
