@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _procs import ClientProcess, CpuWindow, Proc, gc_pauses, get_json, loadavg, metrics, start_daemon, start_sim
 
 LIMIT = 100
+#: Set by --raw-ticks: where each level's raw frame timings are written.
+RAW_TICKS: Path | None = None
 #: Ten distinct views of one instance: different sorts, status/category/tag filters, searches, an expression.
 VIEWS: list[dict[str, Any]] = [
     {"sort": "added_on", "order": "desc"},
@@ -97,6 +99,11 @@ def sse_level(n: int, daemon: Proc, sim: Proc, base: str, sim_url: str, window: 
     first_ts: dict[int, float] = defaultdict(lambda: float("inf"))
     for _, rid, ts, _ in ticks:
         first_ts[rid] = min(first_ts[rid], ts)
+    last_ts: dict[int, float] = defaultdict(lambda: float("-inf"))
+    for _, rid, ts, _ in ticks:
+        last_ts[rid] = max(last_ts[rid], ts)
+    # Per poll: from the first view's build start to the last one's, i.e. the time spent building views.
+    spreads = [(last_ts[rid] - first_ts[rid]) * 1000 for rid in first_ts]
     own = [(recv - ts) * 1000 for _, _, ts, recv in ticks]
     from_tick = [(recv - first_ts[rid]) * 1000 for _, rid, _, recv in ticks]
     frames: dict[str, int] = defaultdict(int)
@@ -110,6 +117,10 @@ def sse_level(n: int, daemon: Proc, sim: Proc, base: str, sim_url: str, window: 
     polls_with_frames = len(first_ts)
     errors = [e for r in results for e in r["errors"]]
     pauses = gc_pauses(daemon, *results[0]["window"])
+    if RAW_TICKS is not None:
+        # (view index, rid, meta.timestamp, receive time) of every frame, for a closer look at slow ticks.
+        raw = [(i % len(VIEWS), rid, ts, recv) for r in results for i, rid, ts, recv in r["ticks"]]
+        RAW_TICKS.with_suffix(f".{n}.json").write_text(json.dumps({"ticks": raw, "gc": pauses}))
     row = {
         "clients": n,
         "client_procs": procs,
@@ -135,6 +146,9 @@ def sse_level(n: int, daemon: Proc, sim: Proc, base: str, sim_url: str, window: 
         "maindata_per_s": m["maindata"] / window,
         "frames_per_client_per_s": (frames.get("delta", 0) + frames.get("update", 0)) / n / window,
         "dropped": metrics(base).get("qsse_sessions_dropped_slow_total", 0.0),
+        "build_spread_p50_ms": percentile(spreads, 0.5),
+        "build_spread_max_ms": max(spreads, default=float("nan")),
+        "slow_ticks": sum(1 for x in spreads if x > 500),
         "gc_pauses": len(pauses),
         "gc_max_ms": max((ms for _, ms in pauses), default=0.0),
         "gc_total_ms": sum(ms for _, ms in pauses),
@@ -145,7 +159,8 @@ def sse_level(n: int, daemon: Proc, sim: Proc, base: str, sim_url: str, window: 
         f"{n} clients: daemon {row['daemon_cpu']:.0f}% CPU, RSS {rss:.0f} MB, p50/p99 {row['p50_ms']:.0f}/"
         f"{row['p99_ms']:.0f} ms (from tick start {row['p50_tick_ms']:.0f}/{row['p99_tick_ms']:.0f} ms), "
         f"delta {row['delta_bytes_mean']:.0f} B vs init {row['init_bytes_mean']:.0f} B, "
-        f"{row['maindata_per_s']:.2f} maindata/s, GC pauses >= 5 ms: {len(pauses)} (max {row['gc_max_ms']:.0f} ms, "
+        f"{row['maindata_per_s']:.2f} maindata/s, view builds per tick p50 {row['build_spread_p50_ms']:.0f} ms, "
+        f"max {row['build_spread_max_ms']:.0f} ms, GC pauses >= 5 ms: {len(pauses)} (max {row['gc_max_ms']:.0f} ms, "
         f"total {row['gc_total_ms']:.0f} ms), load {m['load']}"
     )
     return row
@@ -253,8 +268,11 @@ def main() -> None:
     parser.add_argument("--levels", default=None, help="comma-separated client counts (default 1,100,1000)")
     parser.add_argument("--no-upstream", action="store_true", help="skip (b) and (c)")
     parser.add_argument("--client-procs", type=int, default=1, help="spread the SSE clients over N processes")
+    parser.add_argument("--raw-ticks", type=Path, default=None, help="write raw frame timings to FILE.<clients>.json")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
+    global RAW_TICKS
+    RAW_TICKS = args.raw_ticks
     torrents = args.torrents or (2000 if args.quick else 10_000)
     levels = [int(x) for x in args.levels.split(",")] if args.levels else ([1, 100, 300] if args.quick else
                                                                             [1, 100, 1000])
