@@ -139,8 +139,7 @@ def why_missed(parts: dict[str, Any]) -> list[str]:
                     f"{fmt(top['gc_max_ms'])} ms, {fmt(top['gc_total_ms'])} ms in all, against "
                     f"{fmt(top['daemon_cpu'] * top['window_s'] * 10)} ms of daemon CPU): a collection stops the "
                     "event loop, so when a full one lands inside a tick's fan-out every frame still to be written "
-                    "waits for it. Untested suggestion: `gc.freeze()` after the first full sync, or higher GC "
-                    "thresholds, would shorten this tail"
+                    "waits for it"
                 )
             else:
                 gc_text = "garbage-collector pauses (not logged in this run)"
@@ -164,6 +163,12 @@ def why_missed(parts: dict[str, Any]) -> list[str]:
                 f"{top['load']}) the daemon does not always get a core when the tick starts. The clients are not "
                 f"the limit (client CPU {' + '.join(fmt(c) for c in top['client_cpu'])} %).{slow}",
             ]
+            if "gc_pauses" in top:
+                lines[-1] += (
+                    " Untested suggestions for the daemon: `gc.freeze()` after the first full sync or higher GC "
+                    "thresholds (fewer full collections over the long-lived torrent state), and writing a tick's "
+                    "frames with fewer task switches per session."
+                )
         if top["hwm_mb"] >= RSS_TARGET_MB:
             lines += [
                 f"- **RSS at {result['torrents']:,} torrents** ({fmt(top['hwm_mb'])} MB peak): memory grows with the "
@@ -340,8 +345,13 @@ def report(args: argparse.Namespace, parts: dict[str, Any], command: str, starte
         "  building its view, after the poll has been merged, so it excludes the poll itself (the simulator's",
         "  answer time); the real-qBittorrent table covers the end-to-end path.",
         "- Ticks: the simulator ticks every 1 s and the daemon polls 1 s (+0-10 %) after the end of the previous",
-        "  poll, so about 1 in 15 polls sees no change (no frame) or two ticks (a bigger delta); \"frames per",
-        "  client per s\" shows it. \"delta bytes per client per tick\" is the mean size of a `delta` frame.",
+        "  poll, hence ~0.95 polls/s; a poll that finds no change sends nothing, and a slow poll or build at 50k",
+        "  lowers the rate (\"frames per client per s\"). \"delta bytes per client per tick\" is the mean size of",
+        "  a `delta` frame. The 1-client level has one view, so its \"view builds per tick\" is 0.",
+        "- The 50k run measures the fan-out levels only: 100 direct pollers would each fetch a 65 MB full update",
+        "  first (~6.5 GB through one client process); the upstream ratio does not depend on the library size.",
+        "- Burst baseline: the 50 direct pollers' first answers (full updates) are decompressed by one client",
+        "  process, which delays their next polls; the count within the first 0.9 s is the comparison.",
         "- Bytes are uncompressed SSE bytes; a browser asking for gzip gets each frame compressed (flushed per",
         "  event), much smaller again.",
         "- The simulator's `refresh_interval` is set to 1000 ms for these runs (default 1500 ms), because qsse",
