@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/run_all.py [--quick] [--out FILE]
 
-Full run (~12 min on 2 cores): bench_maindata, bench_views, the stream load benchmark at 10k torrents
+Full run (~7 min on 2 cores): bench_maindata, bench_views, the stream load benchmark at 10k torrents
 (fan-out levels, upstream, simultaneous connects, idle library) and at 50k (fan-out levels), and the
 real-qbittorrent-nox latency benchmark; rewrites docs/benchmarks.md. ``--quick`` (< 2 min) uses small
 sizes and short windows as a smoke check and writes its report to a temporary file unless ``--out``.
