@@ -90,7 +90,7 @@ def serve(cfg: Config) -> int:
 
     if not cfg.instances:
         logging.getLogger("qsse").warning("%s has no [[instances]]: nothing to sync", cfg.source)
-    trio.run(Daemon(cfg).run)
+    trio.run(Daemon(cfg, own_process=True).run)
     return 0
 
 

@@ -13,8 +13,10 @@ SIGTERM/SIGINT cancels at once.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from functools import partial
 from typing import Any
@@ -36,6 +38,8 @@ from qsse.web.stream_routes import stream_bind
 
 log = logging.getLogger(__name__)
 
+#: Seconds between forced full garbage collections (see tune_gc).
+FULL_GC_PERIOD = 300.0
 #: Seconds one SSE write may take before the client counts as gone (protocol section 5).
 WRITE_TIMEOUT = 10.0
 
@@ -49,9 +53,38 @@ ASGISend = Callable[[Any], Awaitable[None]]
 ASGIApp = Any
 
 
+def tune_gc() -> None:
+    """Make the cyclic garbage collector's stop-the-world pauses rare.
+
+    Why: the merged torrent state is tens of thousands of long-lived dicts, and every tick
+    allocates many short-lived ones (rows, frames). With the default thresholds a full
+    (generation 2) collection ran every few seconds and stopped the event loop for up to
+    ~270 ms at 10k torrents, delaying every frame in flight (docs/benchmarks.md). The state is
+    acyclic and freed by reference counting, so young collections stay frequent and only the
+    full ones are made rare.
+    """
+    gc.freeze()  # what exists at start (modules, config) is never garbage
+    gc.set_threshold(50_000, 50, 1_000)
+
+
+async def collect_garbage_periodically(period: float = FULL_GC_PERIOD) -> None:
+    """With full collections made rare, run one on a fixed period so cyclic garbage stays bounded.
+
+    Returns: never, unless cancelled.
+    """
+    while True:
+        await trio.sleep(period)
+        started = time.perf_counter()
+        found = gc.collect()
+        log.debug("full garbage collection: %d objects, %.0f ms", found, (time.perf_counter() - started) * 1000)
+
+
 class Daemon:
-    def __init__(self, config: Config, *, client_factory: ClientFactory = QbtClient) -> None:
+    def __init__(self, config: Config, *, client_factory: ClientFactory = QbtClient, own_process: bool = False
+                 ) -> None:
+        """``own_process``: the daemon is the process (``qsse serve``/``demo``), so it may tune the GC."""
         self.config = config
+        self.own_process = own_process
         self.supervisor = InstanceSupervisor(config.instances, config.sync, client_factory)
         self.streams = StreamManager(self.supervisor, ViewEngine(), heartbeat=config.sync.heartbeat)
         self.app = create_app(self)
@@ -65,6 +98,9 @@ class Daemon:
         hypercorn_config = self._hypercorn_config()
         async with trio.open_nursery() as root:
             root.start_soon(self._watch_signals, root.cancel_scope, name="signals")
+            if self.own_process:
+                tune_gc()
+                root.start_soon(collect_garbage_periodically, name="gc")
             await root.start(self.supervisor.run)
             await root.start(self.streams.run)
             bound: list[str] = await root.start(

@@ -41,7 +41,7 @@ async def serve_demo(*, port: int, torrents: int, task_status: trio.TaskStatus[l
     async with trio.open_nursery() as nursery:
         port_a = await nursery.start(first.run)
         port_b = await nursery.start(second.run)
-        daemon = Daemon(demo_config((port_a, port_b), listen_port=port))
+        daemon = Daemon(demo_config((port_a, port_b), listen_port=port), own_process=True)
 
         async def run_daemon(*, task_status: trio.TaskStatus[list[str]]) -> None:
             await daemon.run(task_status=task_status)
