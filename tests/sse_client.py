@@ -46,6 +46,7 @@ class SseStream:
                 data = await self.stream.receive_some(65536)
                 self.conn.receive_data(data)
                 continue
+            assert not isinstance(event, type), event  # PAUSED cannot happen: one request per connection
             return event
 
     async def start(self, target: str, host: str, headers: Mapping[str, str]) -> None:
