@@ -279,3 +279,23 @@ async def test_shutdown_within_deadline_with_clients_and_a_hanging_qbittorrent(
         outer.cancel_scope.cancel()
     assert finished - stopped_at < 3.0 + 0.5
     assert len(ended) == clients and max(ended) - stopped_at < 3.5
+
+
+async def test_aggregated_view_marks_partial_results_when_a_member_fails(
+        qbt_pair: tuple[QbtInstance, QbtInstance], qbt_factory: QbtFactory, fast_backoff: tuple[float, ...]) -> None:
+    a, _ = qbt_pair
+    other = qbt_factory(torrents=4)
+    sub = {"key": "all", "instanceIds": [1, 2], "limit": 1000, "sort": "name"}
+    async with running_daemon(inst_cfg(1, a), inst_cfg(2, other)) as (_, url), open_stream(url, [sub]) as stream:
+        view = ClientView()
+        with trio.fail_after(30):
+            view.apply(await stream.next())
+        assert view.aggregated and not view.data.get("partialResults")
+        assert {r["instance_id"] for r in view.page()} == {1, 2} and view.data["total"] == len(a.added) + 4
+        other.stop()
+        with trio.fail_after(30):
+            error = await stream.next_of("stream-error")
+        assert error.payload["meta"]["instanceId"] == 2
+        await until(stream, view, lambda: bool(view.data.get("partialResults")), "member down")
+        # what the failing member can no longer vouch for is left out; the healthy one stays
+        assert {r["instance_id"] for r in view.page()} == {1} and view.data["total"] == len(a.added)

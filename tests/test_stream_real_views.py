@@ -111,3 +111,25 @@ async def test_frames_applied_to_the_init_equal_a_fresh_view(
             assert comparable(held, aggregated) == comparable(fresh, aggregated)
         assert all(n <= 1 for n in frames) and sum(frames) >= 3, frames
         assert frames[-1] == 0  # a volatile-only change sends nothing
+
+
+async def test_a_member_going_down_updates_the_views_that_depend_on_it(
+    manager: tuple[FakeSupervisor, StreamManager], autojump_clock: Any
+) -> None:
+    supervisor, mgr = manager
+    subs = [{"key": "a", "instanceIds": [1, 2], "limit": 100}, {"key": "s", "instanceId": 2}]
+    batch = mgr.prepare_batch(json.dumps(subs), False)
+    async with mgr.open_session(batch) as body:
+        client = Client(body)
+        (_, agg), (_, single) = await client.next(), await client.next()
+        assert agg["data"]["total"] == 85 and not agg["data"].get("partialResults")
+        assert single["data"]["instanceMeta"]["connected"] is True
+        # Instance 1 stays idle (no poll changes anything): the failure alone must update the views.
+        supervisor.fail(2)
+        frames: dict[str, dict[str, Any]] = {}
+        with trio.fail_after(5):
+            while len(frames) < 2:
+                _, payload = await client.next_of("delta", "update")
+                frames[payload["meta"]["streamKey"]] = payload
+        assert frames["a"]["data"]["partialResults"] is True and frames["a"]["data"]["total"] == 60
+        assert frames["s"]["data"]["instanceMeta"]["connected"] is False
