@@ -165,9 +165,10 @@ def why_missed(parts: dict[str, Any]) -> list[str]:
             ]
             if "gc_pauses" in top:
                 lines[-1] += (
-                    " Untested suggestions for the daemon: `gc.freeze()` after the first full sync or higher GC "
-                    "thresholds (fewer full collections over the long-lived torrent state), and writing a tick's "
-                    "frames with fewer task switches per session."
+                    " The daemon already tunes the collector (`qsse/daemon.py::tune_gc`: thresholds 20,000/20/100 "
+                    "and a full collection every 5 min; with the defaults the 10k p99 was 610-830 ms, with 7 full "
+                    "collections of up to 270 ms per 20 s). Untested: writing a tick's frames with fewer task "
+                    "switches per session."
                 )
         if top["hwm_mb"] >= RSS_TARGET_MB:
             lines += [
