@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from test_views_reference import reference_counts, reference_rows, reference_view
 
-from qsse.qbt.maindata import MainData
+from qsse.qbt.maindata import MainData, MainDataMerger
 from qsse.qbt.status import Health, InstanceState
 from qsse.views.engine import ViewEngine
 from qsse.views.options import Filters, ViewOptions
@@ -525,3 +525,28 @@ def test_a_tick_replays_instead_of_recomputing(monkeypatch: pytest.MonkeyPatch) 
     assert [r["hash"] for r in got[1]["torrents"]] == [f"{7:040x}"]
     assert got[0]["counts"]["trackers"] == {"": 199, "b.org": 1}
     assert got[0]["torrents"][-1]["name"] == "zz"
+
+
+def test_removing_one_torrent_replays_instead_of_recomputing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A removal shifts the positions of every later row in the merged dict; that must not look
+    like a change of half the library (which used to rebuild every view from scratch)."""
+    merger = MainDataMerger()
+    rows = {f"{i:040x}": {"name": f"n{i:04d}", "state": "stalledUP", "progress": 1, "size": i} for i in range(400)}
+    data, _ = merger.apply({"rid": 1, "full_update": True, "torrents": rows})
+    engine = ViewEngine()
+    recomputes: list[str] = []
+    original = engine._recompute
+
+    def counting(view: Any, members: Any) -> None:
+        recomputes.append(view.key.sort)
+        original(view, members)
+
+    monkeypatch.setattr(engine, "_recompute", counting)
+    options = ViewOptions(instance_id=1, instance_ids=(1,), sort="name", order="asc", limit=10)
+    engine.build(options, [state(data)], now=NOW)
+    data, _ = merger.apply({"rid": 2, "torrents_removed": [f"{3:040x}"],
+                            "torrents": {f"{999:040x}": {"name": "n0000a", "state": "stalledUP", "progress": 1}}})
+    got = engine.build(options, [state(data)], now=NOW)
+    assert recomputes == ["name"]  # only the first build
+    assert [r["name"] for r in got["torrents"][:3]] == ["n0000", "n0000a", "n0001"]
+    assert got["total"] == 400 and all(r["name"] != "n0003" for r in got["torrents"])

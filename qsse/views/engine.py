@@ -341,17 +341,19 @@ def _touched(old: Mapping[str, Row], new: Mapping[str, Row]) -> frozenset[str]:
     """Hashes whose row object differs between two snapshots (added and removed included).
 
     The merger copies the old dict and replaces values in place, so both snapshots list their
-    rows in the same order: comparing the value lists position by position (in C) finds every
-    replaced row. Where the order differs (additions, removals, a full update), unchanged rows
-    are merely reported too, which only costs a re-check; a changed row is never missed, since
-    its new object cannot sit where the old dict held that same object.
+    rows in the same order: comparing the value lists position by position (in C) flags every
+    replaced row, since a new row object cannot sit where the old dict held that same object.
+    A removal shifts every later position, so the flagged candidates are then checked by key:
+    one torrent removed from a 50k library must not look like 25k changed rows (which made
+    every view rebuild from scratch).
     """
     new_keys = list(new)
-    flagged = compress(new_keys, map(operator.is_not, new.values(), old.values()))
-    touched = set(flagged)
+    flagged = list(compress(new_keys, map(operator.is_not, new.values(), old.values())))
     if len(new_keys) > len(old):
-        touched.update(new_keys[len(old) :])
-    if len(new_keys) != len(old) or touched:
+        flagged += new_keys[len(old) :]
+    old_get = old.get
+    touched = {h for h in flagged if old_get(h) is not new[h]}
+    if len(new_keys) != len(old) or flagged:
         touched.update(old.keys() - new.keys())
     return frozenset(touched)
 
