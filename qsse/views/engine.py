@@ -564,12 +564,6 @@ class ViewEngine:
         self._searches: dict[str, Callable[[SearchText], bool] | None] = {}
         self._agg_counts: dict[tuple[tuple[int, int], ...], dict[str, Any]] = {}
 
-    def forget_instance(self, instance_id: int) -> None:
-        """Drop the caches of an instance that left the configuration."""
-        self._instances.pop(instance_id, None)
-        for key in [k for k in self._views if instance_id in k.members]:
-            del self._views[key]
-
     def build(self, options: ViewOptions, states: Sequence[InstanceState], *, now: float) -> dict[str, Any]:
         """The TorrentResponse of ``options`` over ``states`` (the members, in ``instance_ids`` order)."""
         aggregated = options.aggregated
