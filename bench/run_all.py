@@ -148,10 +148,11 @@ def why_missed(parts: dict[str, Any]) -> list[str]:
                 slow = (
                     f" Building the 10 views of one poll takes {fmt(top['build_spread_p50_ms'])} ms at the median "
                     f"(first view's build start to the last one's) but {fmt(top['build_spread_max_ms'])} ms on the "
-                    f"slowest poll; {top['slow_ticks']} of {top['polls_with_frames']} polls took over 500 ms. In a "
-                    "slow poll every view rebuilds from scratch instead of replaying the touched rows (look with "
-                    "`bench_stream.py --raw-ticks`). One cause, a removal that shifted every later row's position "
-                    "and looked like half the library changed, is fixed (`qsse/views/engine.py::_touched`)."
+                    f"slowest poll; {top['slow_ticks']} of {top['polls_with_frames']} polls took over 500 ms. In "
+                    "the slow polls looked at so far, every view rebuilt from scratch instead of replaying the "
+                    "touched rows (look with `bench_stream.py --raw-ticks`). One cause, a removal that shifted "
+                    "every later row's position and looked like half the library changed, is fixed "
+                    "(`qsse/views/engine.py::_touched`)."
                 )
             lines += [
                 f"- **p99 delay, {top['clients']:,} clients, {result['torrents']:,} torrents** ({fmt(p99)} ms): the "
