@@ -83,3 +83,16 @@ def qbt_factory() -> Iterator[QbtFactory]:
             yield factory
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[float, ...]]:
+    """Real processes, real time: a short failure backoff (its shape is tested under MockClock).
+
+    Whole seconds, because ``retryInSeconds`` is an integer on the wire.
+    """
+    import qsse.qbt.sync as sync_mod
+
+    schedule = (1.0, 2.0, 3.0, 4.0)
+    monkeypatch.setattr(sync_mod, "FAILURE_BACKOFF", schedule)
+    yield schedule

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx2
@@ -17,7 +17,6 @@ import trio
 from sse_client import ClientView, Event, SseStream, open_stream
 from testbed import QbtFactory, QbtInstance, free_port
 
-import qsse.qbt.sync as sync_mod
 from qsse.config import Config, InstanceConfig, ServerConfig, SyncConfig
 from qsse.daemon import Daemon
 from qsse.qbt.maindata import MainDataMerger
@@ -49,12 +48,6 @@ async def running_daemon(*instances: InstanceConfig, shutdown_timeout: float = 5
         finally:
             daemon.stop()
 
-
-@pytest.fixture
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[float, ...]]:
-    schedule = (1.0, 2.0, 3.0, 4.0)  # whole seconds: retryInSeconds is an integer on the wire
-    monkeypatch.setattr(sync_mod, "FAILURE_BACKOFF", schedule)
-    yield schedule
 
 
 def fresh_view(inst: QbtInstance, sub: dict[str, Any]) -> dict[str, Any]:

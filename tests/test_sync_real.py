@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import trio
 from testbed import QbtFactory, QbtInstance
 
-import qsse.qbt.sync as sync_mod
 from qsse.config import InstanceConfig, SyncConfig
 from qsse.qbt.maindata import MainData
 from qsse.qbt.status import Health
@@ -42,13 +39,6 @@ def comparable(data: MainData | dict[str, Any]) -> dict[str, Any]:
         "trackers": {url: sorted(hashes) for url, hashes in trackers.items()},
     }
 
-
-@pytest.fixture
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[float, ...]]:
-    """Real processes, real time: shrink the schedule (its shape is tested under MockClock)."""
-    schedule = (0.4, 0.8, 1.6, 3.0)
-    monkeypatch.setattr(sync_mod, "FAILURE_BACKOFF", schedule)
-    yield schedule
 
 
 #: Caps on waits for real processes: generous, since the machine is shared.

@@ -490,14 +490,8 @@ def test_bulk_search_texts_equal_one_by_one(rows: list[dict[str, Any]]) -> None:
     assert search_texts(rows) == [search_text(row) for row in rows]
 
 
-def test_a_tick_replays_instead_of_recomputing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only the touched rows are re-checked; a new trackers map (sent on every torrent addition)
-    restarts only the views that filter on trackers."""
-    torrents = {
-        f"{i:040x}": {"hash": f"{i:040x}", "name": f"n{i}", "state": "stalledUP", "progress": 1} for i in range(200)
-    }
-    data = MainData(rid=1, torrents=torrents, trackers={"udp://a.org/x": (f"{0:040x}",)})
-    engine = ViewEngine()
+def count_recomputes(engine: ViewEngine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The sort field of every view the engine rebuilds from scratch, in order."""
     recomputes: list[str] = []
     original = engine._recompute
 
@@ -506,6 +500,18 @@ def test_a_tick_replays_instead_of_recomputing(monkeypatch: pytest.MonkeyPatch) 
         original(view, members)
 
     monkeypatch.setattr(engine, "_recompute", counting)
+    return recomputes
+
+
+def test_a_tick_replays_instead_of_recomputing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the touched rows are re-checked; a new trackers map (sent on every torrent addition)
+    restarts only the views that filter on trackers."""
+    torrents = {
+        f"{i:040x}": {"hash": f"{i:040x}", "name": f"n{i}", "state": "stalledUP", "progress": 1} for i in range(200)
+    }
+    data = MainData(rid=1, torrents=torrents, trackers={"udp://a.org/x": (f"{0:040x}",)})
+    engine = ViewEngine()
+    recomputes = count_recomputes(engine, monkeypatch)
     plain = ViewOptions(instance_id=1, instance_ids=(1,), sort="name", order="asc")
     by_tracker = ViewOptions(instance_id=1, instance_ids=(1,), sort="size", filters=Filters(trackers=("b.org",)))
     for options in (plain, by_tracker):
@@ -534,14 +540,7 @@ def test_removing_one_torrent_replays_instead_of_recomputing(monkeypatch: pytest
     rows = {f"{i:040x}": {"name": f"n{i:04d}", "state": "stalledUP", "progress": 1, "size": i} for i in range(400)}
     data, _ = merger.apply({"rid": 1, "full_update": True, "torrents": rows})
     engine = ViewEngine()
-    recomputes: list[str] = []
-    original = engine._recompute
-
-    def counting(view: Any, members: Any) -> None:
-        recomputes.append(view.key.sort)
-        original(view, members)
-
-    monkeypatch.setattr(engine, "_recompute", counting)
+    recomputes = count_recomputes(engine, monkeypatch)
     options = ViewOptions(instance_id=1, instance_ids=(1,), sort="name", order="asc", limit=10)
     engine.build(options, [state(data)], now=NOW)
     data, _ = merger.apply({"rid": 2, "torrents_removed": [f"{3:040x}"],
