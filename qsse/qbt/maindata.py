@@ -124,12 +124,13 @@ def _strings(payload: Mapping[str, Any], key: str) -> list[str]:
     return value
 
 
-def _rows(payload: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    rows = _obj(payload, "torrents")
-    for h, row in rows.items():
-        if not isinstance(row, dict):
-            raise UpstreamProtocolError(f"sync/maindata torrent {h!r} is not an object")
-    return rows
+def _objects(payload: Mapping[str, Any], key: str) -> dict[str, dict[str, Any]]:
+    """A map of objects (``torrents`` by hash, ``categories`` by name)."""
+    objects = _obj(payload, key)
+    for name, value in objects.items():
+        if not isinstance(value, dict):
+            raise UpstreamProtocolError(f"sync/maindata {key}[{name!r}] is not an object")
+    return objects
 
 
 def _trackers(payload: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
@@ -141,26 +142,18 @@ def _trackers(payload: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def _categories(payload: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    cats = _obj(payload, "categories")
-    for name, cat in cats.items():
-        if not isinstance(cat, dict):
-            raise UpstreamProtocolError(f"sync/maindata category {name!r} is not an object")
-    return cats
-
-
 def _is_complete(row: Mapping[str, Any] | None) -> bool:
     return row is not None and row.get("progress", 0) >= 1
 
 
 def _full(old: MainData, payload: Mapping[str, Any], rid: int, initial: bool) -> tuple[MainData, Diff]:
-    rows = _rows(payload)
+    rows = _objects(payload, "torrents")
     for h, row in rows.items():
         row["hash"] = h
     new = MainData(
         rid=rid,
         torrents=rows,
-        categories=_categories(payload),
+        categories=_objects(payload, "categories"),
         tags=tuple(dict.fromkeys(_strings(payload, "tags"))),
         trackers=_trackers(payload),
         server_state=_obj(payload, "server_state"),
@@ -184,7 +177,7 @@ def _full(old: MainData, payload: Mapping[str, Any], rid: int, initial: bool) ->
 
 
 def _partial(old: MainData, payload: Mapping[str, Any], rid: int, initial: bool) -> tuple[MainData, Diff]:
-    patches = _rows(payload)
+    patches = _objects(payload, "torrents")
     removed_list = _strings(payload, "torrents_removed")
     torrents: Mapping[str, Torrent] = old.torrents
     added: set[str] = set()
@@ -212,7 +205,7 @@ def _partial(old: MainData, payload: Mapping[str, Any], rid: int, initial: bool)
 
     meta_changed = False
     categories: Mapping[str, Mapping[str, Any]] = old.categories
-    cat_patches = _categories(payload)
+    cat_patches = _objects(payload, "categories")
     cats_removed = _strings(payload, "categories_removed")
     if cat_patches or cats_removed:
         merged = dict(old.categories)
