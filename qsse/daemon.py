@@ -90,6 +90,8 @@ class Daemon:
         self.streams = StreamManager(self.supervisor, ViewEngine(), heartbeat=config.sync.heartbeat)
         self.app = create_app(self)
         self.stopping = trio.Event()
+        self.reloads_applied = 0
+        self.reloads_failed = 0
 
     async def run(self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until a signal or :meth:`stop`; started() with the bound addresses.
@@ -127,6 +129,7 @@ class Daemon:
             new = config_mod.load(self.config.source)
         except ConfigError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
+            self.reloads_failed += 1
             return False
         not_applied = self.supervisor.reconfigure(new.instances, new.sync)
         if new.server != self.config.server:
@@ -135,7 +138,11 @@ class Daemon:
             not_applied.append("sync.heartbeat changed (restart to apply)")
         for what in not_applied:
             log.warning("reload: %s", what)
-        self.config = dataclasses.replace(new, server=self.config.server)
+        # What was not applied stays as it runs, so self.config keeps describing the daemon.
+        self.config = dataclasses.replace(
+            new, server=self.config.server, sync=dataclasses.replace(new.sync, heartbeat=self.config.sync.heartbeat)
+        )
+        self.reloads_applied += 1
         self.streams.config_reloaded()
         log.info("configuration reloaded from %s", new.source)
         return True
@@ -199,6 +206,9 @@ class Daemon:
         yield Sample("qsse_sessions_dropped_slow_total", stats.sessions_dropped_slow,
                      "SSE sessions ended for not keeping up", "counter")
         yield Sample("qsse_bytes_sent_total", stats.bytes_sent, "Bytes written to SSE clients", "counter")
+        yield Sample("qsse_config_reloads_total", self.reloads_applied, "Config reloads applied (SIGHUP)", "counter")
+        yield Sample("qsse_config_reload_failures_total", self.reloads_failed, "Config reloads refused (invalid file)",
+                     "counter")
         for state in self.supervisor.states():
             labels = (("instance", str(state.instance_id)), ("name", state.name))
             yield Sample("qsse_instance_up", 1.0 if state.connected else 0.0, "Last sync succeeded", labels=labels)

@@ -232,16 +232,27 @@ def test_sighup_reloads_the_config(tmp_path: Path, qbt_pair: tuple[QbtInstance, 
             time.sleep(0.1)
         return got
 
+    def metric(http: httpx2.Client, name: str, want: float) -> float:
+        """The metric's value once it reaches ``want`` (or its last value after a deadline)."""
+        value = -1.0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and value != want:
+            lines = [line for line in http.get("/metrics").text.splitlines() if line.startswith(name + " ")]
+            value = float(lines[0].split()[1]) if lines else -1.0
+            time.sleep(0.05)
+        return value
+
     try:
         with httpx2.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False) as http:
             assert states(http, ["syncing"]) == ["syncing"]
             path.write_text(head + instance_toml(1, a, always_warm="true") + "[[instances]]\nid = 2\nbogus = 1\n")
             proc.send_signal(signal.SIGHUP)  # invalid: logged, the running configuration stays
-            time.sleep(1)
+            assert metric(http, "qsse_config_reload_failures_total", 1) == 1
             assert proc.poll() is None and states(http, ["syncing"]) == ["syncing"]
             path.write_text(head + instance_toml(1, a, always_warm="true") + instance_toml(2, b, always_warm="true"))
             proc.send_signal(signal.SIGHUP)
             assert states(http, ["syncing", "syncing"]) == ["syncing", "syncing"]
+            assert metric(http, "qsse_config_reloads_total", 1) == 1
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
