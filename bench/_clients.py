@@ -152,8 +152,8 @@ async def sse_client(index: int, base: str, sub: dict[str, Any], rec: Recorder, 
 
 async def _read(index: int, sse: SseStream, buffer: bytes, rec: Recorder, seeded: bool) -> tuple[bytes, bool] | None:
     """Read once from the socket and account for every complete frame; None when the stream ended."""
-    # SseStream's own next() JSON-decodes every frame: too slow for 1,000 clients, so only its h11 part is used.
-    event = await sse._event()
+    # SseStream.next() JSON-decodes every frame: too slow for 1,000 clients, so frames are parsed here.
+    event = await sse.next_http_event()
     now = time.time()
     if not isinstance(event, h11.Data):
         if isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):

@@ -39,7 +39,8 @@ class SseStream:
         self._buffer = b""
         self._ended = False
 
-    async def _event(self) -> h11.Event:
+    async def next_http_event(self) -> h11.Event:
+        """The next h11 event of the response (for readers that parse frames themselves)."""
         while True:
             event = self.conn.next_event()
             if event is h11.NEED_DATA:
@@ -53,14 +54,14 @@ class SseStream:
         request = h11.Request(method="GET", target=target,
                               headers=[("Host", host), *headers.items()])
         await self.stream.send_all(self.conn.send(request) + self.conn.send(h11.EndOfMessage()))
-        response = await self._event()
+        response = await self.next_http_event()
         assert isinstance(response, h11.Response)
         self.status = response.status_code
         self.headers = {k.decode().lower(): v.decode() for k, v in response.headers}
 
     async def read_all(self) -> bytes:
         chunks = []
-        while not isinstance(event := await self._event(), h11.EndOfMessage | h11.ConnectionClosed):
+        while not isinstance(event := await self.next_http_event(), h11.EndOfMessage | h11.ConnectionClosed):
             if isinstance(event, h11.Data):
                 chunks.append(bytes(event.data))
         return b"".join(chunks)
@@ -69,7 +70,7 @@ class SseStream:
         while b"\n\n" not in self._buffer:
             if self._ended:
                 raise EOFError("stream ended")
-            event = await self._event()
+            event = await self.next_http_event()
             if isinstance(event, h11.Data):
                 self._buffer += bytes(event.data)
             elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
